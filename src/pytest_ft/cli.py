@@ -1,0 +1,52 @@
+"""The ``pytest-ft`` command: the steps around an evaluation (data, cassettes, …).
+
+The evaluation itself is ``pytest``; this command covers what comes before it and what
+maintains it. Each module contributes its subcommands through ``register_cli(subparsers)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+
+# Modules that add subcommands, in the order they appear in --help.
+COMMAND_MODULES = ("pytest_ft.data", "pytest_ft.cassettes")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pytest-ft",
+        description="Tools around evaluating fine-tuned models with pytest. "
+                    "Run the evaluation itself with: pytest SUITES --ft-model=ft:...",
+    )
+    parser.add_argument("--version", action="version", version=f"pytest-ft {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register_cli(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""pytest nodes: a suite file is a collector, each case an item.
+
+Node ids are ``<file>::<case id>``, so ``-k``, ``--lf``, ``--deselect`` and ``-x`` work as
+pytest users expect. An item does not send its own requests: it asks the session for its
+result, which the runner has usually finished already (see ``runner.py``).
+
+Outcomes:
+  * a request that fails for good is an ERROR carrying the API's message;
+  * without thresholds a case passes when the tuned model's answer passes its graders;
+  * with thresholds a miss is an XFAIL carrying the answers, and the suite's gate decides
+    the exit code at the end of the run.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .suite import Case, Suite, SuiteError, load_suite
+
+if TYPE_CHECKING:
+    from .session import EvalSession
+
+
+class FtFile(pytest.File):
+    """A ``*.ft.yaml`` suite."""
+
+    suite: Suite
+
+    def collect(self):
+        from .session import SESSION_KEY
+
+        evals: EvalSession = self.config.stash[SESSION_KEY]
+        self.suite = load_suite(self.path)
+        plan = evals.plan_suite(self.suite)
+        for case in self.suite.cases:
+            yield FtCase.from_parent(self, name=case.id, case=case, plan=plan)
+
+    def repr_failure(self, excinfo):
+        if isinstance(excinfo.value, SuiteError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+
+def _short(value: Any, limit: int = 300) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class FtCase(pytest.Item):
+    """One case of a suite, run on every model of the suite."""
+
+    def __init__(self, *, case: Case, plan: Any, **kwargs):
+        super().__init__(**kwargs)
+        self.case = case
+        self.plan = plan
+        self.result: Any = None
+        self.ft_result: dict | None = None
+
+    @property
+    def suite(self) -> Suite:
+        return self.parent.suite
+
+    def reportinfo(self):
+        return self.path, self.case.line - 1, f"{self.suite.name}::{self.case.id}"
+
+    def setup(self) -> None:
+        from .session import SESSION_KEY
+
+        evals: EvalSession = self.config.stash[SESSION_KEY]
+        self.result = evals.result_for(self)
+        self.ft_result = evals.result_record(self)
+        for role, outcome in self.result.models.items():
+            self.user_properties.append((f"ft.{role}.model", outcome.model))
+            self.user_properties.append((f"ft.{role}.output", outcome.output if outcome.error is None else ""))
+            self.user_properties.append((f"ft.{role}.passed", outcome.passed))
+            self.user_properties.append((f"ft.{role}.score", outcome.score))
+        if self.result.errors:
+            pytest.fail("\n".join(self.result.errors), pytrace=False)
+
+    def runtest(self) -> None:
+        tuned = self.result.models["tuned"]
+        if tuned.passed:
+            return
+        message = self.describe_miss()
+        if self.suite.gated or self.plan.gated:
+            pytest.xfail(message)
+        pytest.fail(message, pytrace=False)
+
+    def describe_miss(self) -> str:
+        lines = [f"{self.suite.name}::{self.case.id}: the tuned model missed",
+                 f"  input:    {_short(self.case.input)}",
+                 f"  expected: {_short(self.case.expected)}"]
+        for role, outcome in self.result.models.items():
+            verdict = "pass" if outcome.passed else "miss"
+            lines.append(f"  {role + ':':9} {_short(outcome.output)}  [{verdict}, score {outcome.score:.2f}] "
+                         f"{_short(outcome.reason, 160)}")
+        return "\n".join(lines)

@@ -1,0 +1,172 @@
+"""pytest-ft: evaluate a fine-tuned model against its base from ``*.ft.yaml`` suites.
+
+Hooks and fixtures only; the work lives in ``session`` (plans and scheduling), ``runner``
+(concurrent requests), ``recording`` (vcrpy), ``graders`` and ``report``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from .items import FtCase, FtFile
+from .pricing import PriceFileError, PriceTable
+from .recording import RECORD_MODES
+from .report import Aggregator, build_report, render, write_json
+from .runner import DEFAULT_CONCURRENCY, ModelRef
+from .session import SESSION_KEY, EvalSession
+from .suite import is_suite_file
+
+CALLS_KEY = pytest.StashKey[list]()
+
+_OPTIONS = [
+    # name, help, extra argparse keywords
+    ("model", "the fine-tuned model under test, e.g. ft:gpt-4o-mini-2024-07-18:acme:x:abc123", {}),
+    ("base-model", "the base model to compare with (default: the suite's, else the base named in the ft: id)", {}),
+    ("base-url", "OpenAI-compatible endpoint (default: $OPENAI_BASE_URL, else OpenAI's)", {}),
+    ("judge-model", "model for 'judge' graders", {}),
+    ("concurrency", f"requests in flight at once, across cases and models (default {DEFAULT_CONCURRENCY})", {}),
+    ("timeout", "seconds per request before it is retried (default 60)", {}),
+    ("retries", "retries of a request after 429, 5xx, timeouts or dropped connections (default 4)", {}),
+    ("min-accuracy", "gate every suite on the tuned model's accuracy (0..1)", {}),
+    ("report", "write the JSON report here", {}),
+    ("prices", "YAML/JSON price file overriding the built-in per-1M-token prices", {}),
+    ("record-mode", "vcrpy record mode: once (default: replay what is recorded, record what is missing), "
+                    "new_episodes, none (replay only, no network), all (re-record)", {"choices": RECORD_MODES}),
+    ("cassette-dir", "where recordings live (default: cassettes/ beside each suite)", {}),
+]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ft", "pytest-ft: evaluate fine-tuned models")
+    for name, help_text, extra in _OPTIONS:
+        dest = "ft_" + name.replace("-", "_")
+        group.addoption(f"--ft-{name}", dest=dest, default=None, help=help_text, **extra)
+        parser.addini(dest, help_text)
+    group.addoption("--ft-disable-recording", dest="ft_disable_recording", action="store_true", default=False,
+                    help="send every request live and record nothing")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[SESSION_KEY] = EvalSession(config)
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(Controller(config), "pytest-ft-controller")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector):
+    if is_suite_file(file_path):
+        return FtFile.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Attach each case's result (and fixture calls) to its report: xdist carries it to the controller."""
+    report = yield
+    if isinstance(item, FtCase) and item.ft_result is not None and not getattr(item, "_ft_reported", False):
+        if call.when == "call" or (call.when == "setup" and report.failed):
+            report.ft_result = item.ft_result
+            item._ft_reported = True
+    if call.when == "teardown" and item.stash.get(CALLS_KEY, None):
+        report.ft_calls = item.stash[CALLS_KEY]
+    return report
+
+
+class Controller:
+    """The end of the run, on the process that sees every report (the xdist controller)."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.aggregator = Aggregator()
+        self.report: dict | None = None
+        self.started = time.perf_counter()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self) -> None:
+        self.started = time.perf_counter()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        record = getattr(report, "ft_result", None)
+        if record is not None:
+            self.aggregator.add_case(record)
+        calls = getattr(report, "ft_calls", None)
+        if calls:
+            self.aggregator.add_calls(calls)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.aggregator:
+            return
+        options = self.config.stash[SESSION_KEY].options
+        try:
+            prices = PriceTable.from_file(options.prices)
+        except PriceFileError as exc:
+            raise pytest.UsageError(str(exc)) from exc
+        self.report = build_report(self.aggregator, prices)
+        self.report["duration_s"] = round(time.perf_counter() - self.started, 3)
+        if options.report:
+            write_json(self.report, options.report)
+        if not self.report["passed"] and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.report is None:
+            return
+        terminalreporter.section("pytest-ft")
+        terminalreporter.write_line(render(self.report))
+        options = self.config.stash[SESSION_KEY].options
+        if options.report:
+            terminalreporter.write_line(f"JSON report: {options.report}")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    session.config.stash[SESSION_KEY].close()
+
+
+# -- fixtures --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def ft_options(pytestconfig: pytest.Config):
+    """The resolved ``--ft-*`` options (see ``session.Options``)."""
+    return pytestconfig.stash[SESSION_KEY].options
+
+
+@pytest.fixture(scope="session")
+def ft_models(pytestconfig: pytest.Config) -> dict[str, ModelRef]:
+    """The tuned and base models of this run, as :class:`~pytest_ft.runner.ModelRef` by role.
+
+    From ``--ft-model`` / ``--ft-base-model`` (or their ini options; the base defaults to the
+    one named in the ``ft:`` id). Skips the test when no tuned model is configured.
+    """
+    from .session import model_refs
+
+    return model_refs(pytestconfig.stash[SESSION_KEY])
+
+
+@pytest.fixture(scope="session")
+def ft_client(pytestconfig: pytest.Config):
+    """A synchronous ``openai.OpenAI`` client for the configured endpoint (key from the environment)."""
+    import os
+
+    import openai
+
+    options = pytestconfig.stash[SESSION_KEY].options
+    client = openai.OpenAI(api_key=os.environ.get("OPENAI_API_KEY") or "pytest-ft-no-api-key",
+                           base_url=options.base_url or os.environ.get("OPENAI_BASE_URL") or None)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def ft_complete(request: pytest.FixtureRequest, ft_models):
+    """``ft_complete(messages_or_text, model="tuned", **params) -> str``.
+
+    Goes through the same runner as the suites: retried, recorded and replayed (one
+    cassette per test), and its tokens and cost land in the end-of-run tables.
+    """
+    from .session import fixture_completer
+
+    yield from fixture_completer(request, ft_models, CALLS_KEY)

@@ -1,0 +1,241 @@
+"""Record and replay model calls with vcrpy, one cassette per case, safe under concurrency.
+
+vcrpy's ``use_cassette`` patches the HTTP transport classes process-wide for one
+cassette at a time, so hundreds of cases in flight together cannot each sit in their own
+``use_cassette`` block. Instead the openai client gets its own httpx2 transport,
+:class:`RecordingTransport`, which records and replays through vcrpy's own pieces
+(``Cassette``, ``Request``, matchers, filters, serializer and persister) and picks the
+cassette *per request* from a context variable that the runner sets for each case. A
+case's cassette holds only that case's calls, so replaying stays O(1) per case however
+large the suite grows.
+
+What reaches disk is scrubbed first: request headers are dropped except a short
+allow-list, response headers likewise (vcrpy's header filters only touch requests), and
+organization / project ids and API keys are masked in both bodies.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from vcr.cassette import Cassette
+from vcr.filters import decode_response
+from vcr.matchers import method, path
+from vcr.record_mode import RecordMode
+from vcr.request import Request as VcrRequest
+from vcr.serializers import yamlserializer
+import yaml
+
+RECORD_MODES = ("once", "new_episodes", "none", "all")
+REPLAYED_HEADER = "x-pytest-ft-replayed"
+
+# Headers worth keeping in a recording; everything else (Authorization, api-key, cookies,
+# OpenAI-Organization, OpenAI-Project, request ids, client fingerprints) is dropped.
+KEPT_REQUEST_HEADERS = frozenset({"content-type"})
+KEPT_RESPONSE_HEADERS = frozenset({"content-type", "openai-model", "openai-processing-ms"})
+
+_SECRETS = [
+    (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), "sk-REDACTED"),
+    (re.compile(r"\borg-[A-Za-z0-9]{8,}"), "org-REDACTED"),
+    (re.compile(r"\bproj_[A-Za-z0-9]{8,}"), "proj_REDACTED"),
+]
+_ID_KEYS = frozenset({"organization", "organization_id", "project", "project_id", "user_id"})
+
+current_cassette: contextvars.ContextVar["CaseCassette | None"] = contextvars.ContextVar(
+    "pytest_ft_cassette", default=None)
+
+
+class RecordingMissing(Exception):
+    """Replay-only mode met a request that has no recording."""
+
+
+def scrub_text(text: str) -> str:
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _scrub_ids(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: ("REDACTED" if k in _ID_KEYS and isinstance(v, str) and v else _scrub_ids(v))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_ids(v) for v in value]
+    return value
+
+
+def _readable_body(body: bytes | str | None) -> bytes | None:
+    """Pretty, scrubbed JSON so a recording reads well in review; non-JSON is scrubbed as text."""
+    if not body:
+        return body if isinstance(body, bytes) or body is None else body.encode()
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    try:
+        text = json.dumps(_scrub_ids(json.loads(text)), indent=2, ensure_ascii=False)
+    except ValueError:
+        pass
+    return scrub_text(text).encode("utf-8")
+
+
+def filter_request(request: VcrRequest) -> VcrRequest:
+    """vcrpy ``before_record_request``: keep only harmless headers, scrub the body."""
+    for name in list(request.headers):
+        if name.lower() not in KEPT_REQUEST_HEADERS:
+            del request.headers[name]
+    request.body = _readable_body(request.body)
+    return request
+
+
+def filter_response(response: dict) -> dict | None:
+    """vcrpy ``before_record_response``: only successes are kept, decoded and scrubbed.
+
+    An error (429, 500…) is never recorded: replaying it would make a transient fault
+    permanent, and the runner retries it anyway.
+    """
+    if response["status"]["code"] >= 400:
+        return None
+    response = decode_response(response)
+    response["headers"] = {k: v for k, v in response["headers"].items() if k.lower() in KEPT_RESPONSE_HEADERS}
+    response["body"]["string"] = _readable_body(response["body"]["string"])
+    return response
+
+
+class _ReadableDumper(yamlserializer._CassetteDumper):
+    """vcrpy's safe cassette dumper, writing multi-line strings (the pretty JSON bodies) as blocks."""
+
+
+def _represent_str(dumper: yaml.Dumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_ReadableDumper.add_representer(str, _represent_str)
+
+
+class readable_yaml:
+    """A vcrpy serializer: vcrpy's YAML format and loader, with bodies readable in code review."""
+
+    @staticmethod
+    def deserialize(cassette_string: str) -> dict:
+        return yamlserializer.deserialize(cassette_string)
+
+    @staticmethod
+    def serialize(cassette_dict: dict) -> str:
+        return yaml.dump(cassette_dict, Dumper=_ReadableDumper, sort_keys=False, allow_unicode=True, width=120)
+
+
+def _parsed_body(request: VcrRequest) -> Any:
+    cached = getattr(request, "_ft_parsed", None)
+    if cached is None:
+        body = request.body or b""
+        try:
+            cached = ("json", json.loads(body))
+        except ValueError:
+            cached = ("raw", body)
+        request._ft_parsed = cached
+    return cached
+
+
+def json_body(r1: VcrRequest, r2: VcrRequest) -> None:
+    """vcrpy matcher: bodies equal as JSON (key order and whitespace ignored)."""
+    if _parsed_body(r1) != _parsed_body(r2):
+        raise AssertionError("request bodies differ")
+
+
+MATCH_ON = (method, path, json_body)
+
+
+def vcr_record_mode(mode: str) -> RecordMode:
+    # "once" here means: replay what is recorded, record what is missing (and drop what no
+    # longer matches). Per case that is vcrpy's new_episodes plus drop_unused_requests.
+    return {"once": RecordMode.NEW_EPISODES, "new_episodes": RecordMode.NEW_EPISODES,
+            "none": RecordMode.NONE, "all": RecordMode.ALL}[mode]
+
+
+@dataclass
+class CaseCassette:
+    """The cassette of one case, plus what the runner needs to say about it."""
+
+    cassette: Cassette
+    case: str
+    recorded: int = 0
+    replayed: int = 0
+
+    @classmethod
+    def open(cls, path: Path, mode: str, case: str) -> "CaseCassette":
+        cassette = Cassette.load(
+            path=str(path), serializer=readable_yaml, record_mode=vcr_record_mode(mode), match_on=MATCH_ON,
+            before_record_request=filter_request, before_record_response=filter_response,
+            drop_unused_requests=(mode == "once"),
+        )
+        return cls(cassette=cassette, case=case)
+
+    @property
+    def path(self) -> str:
+        return self.cassette._path
+
+    def save(self, *, complete: bool) -> None:
+        """Write the cassette if it changed. An incomplete case keeps what it did not replay."""
+        if not complete:
+            self.cassette.drop_unused_requests = False
+        self.cassette._save()
+
+
+class RecordingTransport(httpx2.AsyncBaseTransport):
+    """An httpx2 transport that replays from, or records into, the current case's cassette.
+
+    Without a current cassette (recording disabled) it is a plain pass-through.
+    """
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport):
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        case_cassette = current_cassette.get()
+        if case_cassette is None:
+            return await self.inner.handle_async_request(request)
+        cassette = case_cassette.cassette
+        body = await request.aread()
+        vcr_request = VcrRequest(request.method, str(request.url), body, dict(request.headers))
+        if cassette.can_play_response_for(vcr_request):
+            recorded = cassette.play_response(vcr_request)
+            case_cassette.replayed += 1
+            headers = [(k, v) for k, values in recorded["headers"].items() for v in values]
+            headers.append((REPLAYED_HEADER, "1"))
+            return httpx2.Response(recorded["status"]["code"], headers=headers,
+                                   stream=httpx2.ByteStream(recorded["body"]["string"]))
+        if cassette.write_protected:
+            raise RecordingMissing(f"no recording for this request in {case_cassette.path} "
+                                   f"(record mode 'none' replays only; record with --ft-record-mode=once)")
+        response = await self.inner.handle_async_request(request)
+        try:  # the raw (possibly compressed) bytes: the client decodes them, the filter for disk
+            content = b"".join([chunk async for chunk in response.stream])
+        finally:
+            await response.stream.aclose()
+        headers: dict[str, list[str]] = {}
+        for name, value in response.headers.multi_items():
+            headers.setdefault(name, []).append(value)
+        cassette.append(vcr_request, {
+            "status": {"code": response.status_code, "message": response.reason_phrase},
+            "headers": headers, "body": {"string": content}})
+        if response.status_code < 400:
+            case_cassette.recorded += 1
+        return httpx2.Response(response.status_code, headers=response.headers.multi_items(),
+                               stream=httpx2.ByteStream(content), extensions=response.extensions)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def cassette_path(cassette_dir: Path, suite: str, case_id: str) -> Path:
+    return cassette_dir / _safe_name(suite) / f"{_safe_name(case_id)}.yaml"
+
+
+def _safe_name(name: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return cleaned or "_"

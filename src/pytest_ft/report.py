@@ -1,0 +1,251 @@
+"""Aggregate case results into per-suite figures, check the gates, render tables and JSON.
+
+The controller (the only process under xdist that sees every result) feeds each case's
+record to :class:`Aggregator`; :func:`build_report` turns them into the JSON report whose
+keys are a contract, and :func:`render` into the terminal tables. Costs are computed here,
+from recorded token usage and the price table, so a replayed run costs what the live run
+did.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable
+
+from tabulate import tabulate
+
+from .pricing import PriceTable
+
+REPORT_VERSION = 1
+
+
+class Aggregator:
+    """Collects case records (and fixture calls) as they arrive, in arrival order."""
+
+    def __init__(self) -> None:
+        self.cases: list[dict] = []
+        self.calls: list[dict] = []
+
+    def add_case(self, record: dict) -> None:
+        self.cases.append(record)
+
+    def add_calls(self, calls: Iterable[dict]) -> None:
+        self.calls.extend(calls)
+
+    def __bool__(self) -> bool:
+        return bool(self.cases or self.calls)
+
+
+def _cost(prices: PriceTable, model: str, usage: dict, missing: set[str]) -> float | None:
+    cost = prices.cost(model, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
+                       usage.get("cached_tokens", 0))
+    if cost is None and usage.get("requests"):
+        missing.add(model)
+    return cost
+
+
+def _sum_costs(values: Iterable[float | None]) -> float | None:
+    total = 0.0
+    for value in values:
+        if value is None:
+            return None
+        total += value
+    return total
+
+
+def build_report(aggregator: Aggregator, prices: PriceTable) -> dict:
+    """The JSON report: one entry per suite, in the order suites first reported."""
+    by_suite: dict[str, list[dict]] = defaultdict(list)
+    for record in aggregator.cases:
+        by_suite[record["file"] + "::" + record["suite"]].append(record)
+    missing: set[str] = set()
+    suites = [_suite_report(records, prices, missing) for records in by_suite.values()]
+    replayed = sum(1 for r in aggregator.cases for o in r["outcomes"].values() if o["replayed"])
+    total_calls = sum(1 for r in aggregator.cases for o in r["outcomes"].values() if o["output"] is not None)
+    report = {
+        "version": REPORT_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "passed": all(s["gate"]["passed"] for s in suites),
+        "suites": suites,
+        "calls": {"replayed": replayed, "live": total_calls - replayed},
+    }
+    if aggregator.calls:
+        report["fixtures"] = _fixture_report(aggregator.calls, prices, missing)
+    report["unpriced_models"] = sorted(missing)
+    return report
+
+
+def _suite_report(records: list[dict], prices: PriceTable, missing: set[str]) -> dict:
+    first = records[0]
+    roles = list(first["models"])
+    models: dict[str, dict] = {}
+    for role in roles:
+        outcomes = [r["outcomes"][role] for r in records if role in r["outcomes"]]
+        usage = {key: sum(o[key] for o in outcomes) for key in
+                 ("prompt_tokens", "completion_tokens", "cached_tokens", "requests")}
+        model = first["models"][role]
+        passed = sum(1 for o in outcomes if o["passed"])
+        models[role] = {
+            "model": model, "cases": len(outcomes), "passed": passed,
+            "errors": sum(1 for o in outcomes if o["error"]),
+            "accuracy": passed / len(outcomes) if outcomes else 0.0,
+            **usage, "cost_usd": _cost(prices, model, usage, missing),
+            "replayed": sum(1 for o in outcomes if o["replayed"]),
+        }
+    judge = None
+    judge_records = [r for r in records if r.get("judge_usage")]
+    if judge_records:
+        usage = {key: sum(r["judge_usage"][key] for r in judge_records)
+                 for key in ("prompt_tokens", "completion_tokens", "cached_tokens", "requests")}
+        judge_model = next(r["judge_model"] for r in judge_records)
+        judge = {"model": judge_model, **usage, "cost_usd": _cost(prices, judge_model, usage, missing)}
+
+    fixed, regressions = [], []
+    for r in records:
+        base, tuned = r["outcomes"].get("base"), r["outcomes"].get("tuned")
+        if base is None or tuned is None or base["error"] or tuned["error"]:
+            continue
+        if tuned["passed"] and not base["passed"]:
+            fixed.append(r["id"])
+        elif base["passed"] and not tuned["passed"]:
+            regressions.append(r["id"])
+
+    gain = None
+    if "base" in models and "tuned" in models:
+        gain = models["tuned"]["accuracy"] - models["base"]["accuracy"]
+    errored = [r["id"] for r in records if r["errors"]]
+    report = {
+        "suite": first["suite"], "file": first["file"], "thresholds": first["thresholds"],
+        "gate": None, "models": models, "gain": gain, "judge": judge,
+        "fixed": fixed, "regressions": regressions, "errored": errored,
+        "cases": [_case_entry(r) for r in records],
+    }
+    report["gate"] = check_gate(report)
+    return report
+
+
+def _case_entry(record: dict) -> dict:
+    entry = {"id": record["id"], "nodeid": record["nodeid"], "input": record["input"],
+             "expected": record["expected"], "errors": record["errors"], "cassette": record["cassette"]}
+    for role, outcome in record["outcomes"].items():
+        entry[role] = {k: outcome[k] for k in ("model", "output", "passed", "score", "reason", "replayed", "error",
+                                                "prompt_tokens", "completion_tokens")}
+    return entry
+
+
+def check_gate(suite: dict) -> dict:
+    """Whether the tuned model may ship, by this suite's thresholds (or every case, without)."""
+    thresholds = suite["thresholds"]
+    tuned = suite["models"].get("tuned", {})
+    failures: list[str] = []
+    if suite["errored"]:
+        failures.append(f"{len(suite['errored'])} case(s) could not be evaluated: {', '.join(suite['errored'][:5])}")
+    if not thresholds:
+        missed = tuned.get("cases", 0) - tuned.get("passed", 0) - tuned.get("errors", 0)
+        if missed:
+            failures.append(f"the tuned model missed {missed} case(s) and the suite has no thresholds")
+    if "accuracy" in thresholds and tuned.get("accuracy", 0.0) < thresholds["accuracy"]:
+        failures.append(f"accuracy {tuned['accuracy']:.3f} < {thresholds['accuracy']:.3f}")
+    if "min_gain" in thresholds:
+        gain = suite["gain"]
+        if gain is None or gain < thresholds["min_gain"] - 1e-12:
+            failures.append(f"gain over base {_fmt_gain(gain)} < {thresholds['min_gain']:+.3f}")
+    if "max_cost_usd" in thresholds:
+        cost = tuned.get("cost_usd")
+        if cost is None:
+            failures.append(f"cost of {tuned.get('model')} unknown (no price; pass --ft-prices), "
+                            f"cannot check max_cost_usd {thresholds['max_cost_usd']}")
+        elif cost > thresholds["max_cost_usd"]:
+            failures.append(f"cost ${cost:.4f} > ${thresholds['max_cost_usd']:.4f}")
+    return {"passed": not failures, "failures": failures}
+
+
+def _fixture_report(calls: list[dict], prices: PriceTable, missing: set[str]) -> dict:
+    by_model: dict[str, dict] = {}
+    for call in calls:
+        usage = by_model.setdefault(call["model"], {"prompt_tokens": 0, "completion_tokens": 0,
+                                                    "cached_tokens": 0, "requests": 0, "replayed": 0})
+        for key in ("prompt_tokens", "completion_tokens", "cached_tokens", "requests"):
+            usage[key] += call[key]
+        usage["replayed"] += bool(call.get("replayed"))
+    return {"models": {m: {**u, "cost_usd": _cost(prices, m, u, missing)} for m, u in by_model.items()}}
+
+
+# -- rendering -------------------------------------------------------------------------------
+
+def _fmt_gain(gain: float | None) -> str:
+    return "n/a" if gain is None else f"{gain * 100:+.1f} pp"
+
+
+def _fmt_cost(cost: float | None) -> str:
+    return "n/a" if cost is None else f"{cost:.4f}"
+
+
+def render(report: dict) -> str:
+    lines: list[str] = []
+    for suite in report["suites"]:
+        gate = suite["gate"]
+        verdict = "PASSED" if gate["passed"] else "FAILED"
+        lines.append(f"suite {suite['suite']} ({suite['file']}): gate {verdict}")
+        rows = []
+        for role, m in suite["models"].items():
+            rows.append([role, m["model"], m["cases"], m["passed"], f"{m['accuracy'] * 100:.1f}%",
+                         _fmt_gain(suite["gain"]) if role == "tuned" else "",
+                         m["prompt_tokens"], m["completion_tokens"], _fmt_cost(m["cost_usd"]),
+                         f"{m['replayed']}/{m['cases'] - m['errors']}"])
+        lines.append(tabulate(rows, headers=["", "model", "cases", "passed", "accuracy", "gain", "prompt tok",
+                                             "completion tok", "cost USD", "replayed"],
+                              tablefmt="simple", colalign=("left", "left") + ("right",) * 8, disable_numparse=True))
+        if suite["judge"]:
+            j = suite["judge"]
+            lines.append(f"judge {j['model']}: {j['requests']} calls, {j['prompt_tokens']} prompt + "
+                         f"{j['completion_tokens']} completion tokens, cost USD {_fmt_cost(j['cost_usd'])}")
+        if suite["thresholds"]:
+            lines.append("thresholds: " + ", ".join(f"{k}={v:g}" for k, v in suite["thresholds"].items()))
+        lines.append(_id_list("fixed by tuning", suite["fixed"]))
+        lines.append(_id_list("regressions", suite["regressions"]))
+        for failure in gate["failures"]:
+            lines.append(f"GATE FAILED: {failure}")
+        lines.append("")
+    if "fixtures" in report:
+        rows = [[m, u["requests"], u["prompt_tokens"], u["completion_tokens"], _fmt_cost(u["cost_usd"])]
+                for m, u in report["fixtures"]["models"].items()]
+        lines.append("calls from Python tests (ft_complete):")
+        lines.append(tabulate(rows, headers=["model", "requests", "prompt tok", "completion tok", "cost USD"], disable_numparse=True))
+        lines.append("")
+    calls = report["calls"]
+    lines.append(f"model calls: {calls['replayed']} replayed from recordings, {calls['live']} live")
+    for model in report["unpriced_models"]:
+        lines.append(f"warning: no price known for {model!r}: its cost shows as n/a (add it with --ft-prices)")
+    return "\n".join(lines)
+
+
+def _id_list(title: str, ids: list[str], limit: int = 20) -> str:
+    if not ids:
+        return f"{title}: none"
+    shown = ", ".join(ids[:limit]) + (f", … (+{len(ids) - limit})" if len(ids) > limit else "")
+    return f"{title} ({len(ids)}): {shown}"
+
+
+def write_json(report: dict, path: Path) -> None:
+    """Write atomically: a crash mid-write never leaves a truncated report behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2, ensure_ascii=False, default=str)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def json_safe(value: Any) -> Any:
+    """Expected values come from YAML and may hold dates etc.; keep the report JSON."""
+    return json.loads(json.dumps(value, default=str))

@@ -1,0 +1,344 @@
+"""Run every case's requests concurrently, on a background event loop, with retries.
+
+pytest runs items one after another in its main thread, and spends about a millisecond
+on each. If each item sent its own requests, a 1,000-case suite would take 1,000 round
+trips. Instead the plugin submits every selected case up front; this module works
+through them on an asyncio loop in a background thread, holding up to ``concurrency``
+requests in flight across all cases and models, while pytest's main thread reports each
+item as soon as its result is ready. pytest's own work overlaps the network wait.
+
+One retry mechanism: the openai client's own retries are off (``max_retries=0``) and
+:meth:`Runner.complete` retries 408/409/429/5xx, timeouts and dropped connections with
+exponential backoff, honouring ``Retry-After``, outside the concurrency slot so a
+backing-off request does not block others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import email.utils
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import httpx2
+import openai
+
+from .graders import GradeContext
+from .recording import REPLAYED_HEADER, CaseCassette, RecordingMissing, RecordingTransport, current_cassette
+
+DEFAULT_CONCURRENCY = 16
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_RETRIES = 4
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+NO_KEY = "pytest-ft-no-api-key"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a model lives: an OpenAI-compatible base URL and the variable holding its key."""
+
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    role: str
+    model: str
+    endpoint: Endpoint = Endpoint()
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    requests: int = 0
+
+    def add(self, other: "Usage") -> None:
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.cached_tokens += other.cached_tokens
+        self.requests += other.requests
+
+    def to_dict(self) -> dict:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "cached_tokens": self.cached_tokens, "requests": self.requests}
+
+    @classmethod
+    def from_api(cls, usage: Mapping[str, Any] | None) -> "Usage":
+        usage = usage or {}
+        details = usage.get("prompt_tokens_details") or {}
+        return cls(prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                   completion_tokens=int(usage.get("completion_tokens") or 0),
+                   cached_tokens=int(details.get("cached_tokens") or 0), requests=1)
+
+
+@dataclass
+class Answer:
+    text: str
+    usage: Usage
+    replayed: bool
+
+
+class ApiError(Exception):
+    """A model call that failed for good; the message is the API's, with the model named."""
+
+
+@dataclass
+class ModelOutcome:
+    role: str
+    model: str
+    output: str | None = None
+    passed: bool = False
+    score: float = 0.0
+    reason: str = ""
+    usage: Usage = field(default_factory=Usage)
+    replayed: bool = False
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "output": self.output, "passed": self.passed, "score": self.score,
+                "reason": self.reason, **self.usage.to_dict(), "replayed": self.replayed, "error": self.error}
+
+
+@dataclass
+class CaseResult:
+    models: dict[str, ModelOutcome]
+    judge_model: str | None = None
+    judge_usage: Usage = field(default_factory=Usage)
+    cassette: str | None = None
+    error: str | None = None
+
+    @property
+    def errors(self) -> list[str]:
+        found = [o.error for o in self.models.values() if o.error]
+        return found + ([self.error] if self.error else [])
+
+
+@dataclass
+class CaseJob:
+    """One case to run: its messages on each model, then grading (and the judge)."""
+
+    case_id: str
+    messages: list[dict]
+    expected: Any
+    grader: Any
+    params: Mapping[str, Any]
+    models: list[ModelRef]
+    judge: ModelRef | None = None
+    cassette: Path | None = None
+
+
+def retry_delay(attempt: int, response: httpx2.Response | None) -> float:
+    """Seconds to wait before retry ``attempt`` (0-based): the server's word, else backoff."""
+    if response is not None:
+        headers = response.headers
+        try:
+            if "retry-after-ms" in headers:
+                return min(float(headers["retry-after-ms"]) / 1000, 60.0)
+            if "retry-after" in headers:
+                value = headers["retry-after"]
+                try:
+                    seconds = float(value)
+                except ValueError:
+                    parsed = email.utils.parsedate_to_datetime(value)
+                    seconds = parsed.timestamp() - time.time()
+                if 0 < seconds <= 60:
+                    return seconds
+                if seconds <= 0:
+                    return 0.05 * (attempt + 1)
+        except (TypeError, ValueError, OverflowError):
+            pass
+    return min(0.5 * 2 ** attempt, 8.0) * random.uniform(0.75, 1.25)
+
+
+def describe_api_error(exc: BaseException, ref: ModelRef) -> str:
+    where = f"{ref.role} model {ref.model!r}"
+    if isinstance(exc, openai.APIStatusError):
+        message = exc.message
+        if exc.status_code == 401 and not os.environ.get(ref.endpoint.api_key_env):
+            message += f" ({ref.endpoint.api_key_env} is not set)"
+        return f"{where}: HTTP {exc.status_code}: {message}"
+    if isinstance(exc, openai.APITimeoutError):
+        return f"{where}: request timed out"
+    if isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__
+        detail = f"{type(cause).__name__}: {cause}" if cause else str(exc)
+        return f"{where}: cannot reach {ref.endpoint.base_url or 'the OpenAI API'} ({detail})"
+    return f"{where}: {type(exc).__name__}: {exc}"
+
+
+class Runner:
+    """Owns the event loop thread, the clients (one per endpoint) and the concurrency limit."""
+
+    def __init__(self, *, concurrency: int = DEFAULT_CONCURRENCY, timeout: float = DEFAULT_TIMEOUT,
+                 max_retries: int = DEFAULT_RETRIES, record_mode: str | None = "once"):
+        self.concurrency = max(1, concurrency)
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.record_mode = record_mode
+        self._clients: dict[Endpoint, openai.AsyncOpenAI] = {}
+        self._loop = asyncio.new_event_loop()
+        self._slots: asyncio.Semaphore | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name="pytest-ft-runner", daemon=True)
+        self._thread.start()
+        self._futures: set[concurrent.futures.Future] = set()
+        self.in_flight = 0
+
+    # -- public, called from pytest's thread -------------------------------------------------
+
+    def submit(self, job: CaseJob) -> concurrent.futures.Future:
+        future = asyncio.run_coroutine_threadsafe(self.run_case(job), self._loop)
+        self._futures.add(future)
+        future.add_done_callback(self._futures.discard)
+        return future
+
+    def complete_sync(self, ref: ModelRef, messages: list[dict], params: Mapping[str, Any],
+                      case_cassette: CaseCassette | None = None) -> Answer:
+        """One call from pytest's thread (the ``ft_complete`` fixture), saved as soon as it returns."""
+        async def call() -> Answer:
+            current_cassette.set(case_cassette)
+            try:
+                return await self.complete(ref, messages, params)
+            finally:
+                if case_cassette is not None:
+                    case_cassette.save(complete=False)
+
+        try:
+            return asyncio.run_coroutine_threadsafe(call(), self._loop).result()
+        except ApiError as exc:
+            raise ApiError(str(exc)) from None
+
+    def close(self) -> None:
+        for future in list(self._futures):
+            future.cancel()
+        if self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(self._aclose(), self._loop).result(timeout=30)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=30)
+        self._loop.close()
+
+    # -- on the loop -------------------------------------------------------------------------
+
+    async def _aclose(self) -> None:
+        for client in self._clients.values():
+            await client.close()
+        self._clients.clear()
+
+    def _client(self, endpoint: Endpoint) -> openai.AsyncOpenAI:
+        client = self._clients.get(endpoint)
+        if client is None:
+            limits = httpx2.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+            transport = RecordingTransport(httpx2.AsyncHTTPTransport(limits=limits))
+            client = openai.AsyncOpenAI(
+                api_key=os.environ.get(endpoint.api_key_env) or NO_KEY,
+                base_url=endpoint.base_url or None,
+                max_retries=0, timeout=self.timeout,
+                http_client=httpx2.AsyncClient(transport=transport, timeout=self.timeout),
+            )
+            self._clients[endpoint] = client
+        return client
+
+    def open_cassette(self, path: Path | None, case: str) -> CaseCassette | None:
+        if path is None or self.record_mode is None:
+            return None
+        return CaseCassette.open(path, self.record_mode, case)
+
+    async def complete(self, ref: ModelRef, messages: list[dict], params: Mapping[str, Any]) -> Answer:
+        """One chat completion, retried on transient failures; raises :class:`ApiError`."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.concurrency)
+        client = self._client(ref.endpoint)
+        body = {"model": ref.model, "messages": messages, **params, **ref.params}
+        attempt = 0
+        while True:
+            async with self._slots:
+                self.in_flight += 1
+                try:
+                    # The client's documented raw-request path: auth, base URL, headers and
+                    # error mapping as usual, without building typed models we would not use.
+                    response = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
+                    data = response.json()
+                    break
+                except openai.APIStatusError as exc:
+                    if exc.status_code not in RETRY_STATUSES or attempt >= self.max_retries:
+                        raise ApiError(describe_api_error(exc, ref)) from exc
+                    delay = retry_delay(attempt, exc.response)
+                except openai.APIConnectionError as exc:
+                    if isinstance(exc.__cause__, RecordingMissing):
+                        raise ApiError(f"{ref.role} model {ref.model!r}: {exc.__cause__}") from exc
+                    if attempt >= self.max_retries:
+                        raise ApiError(describe_api_error(exc, ref)) from exc
+                    delay = retry_delay(attempt, None)
+                except ValueError as exc:
+                    raise ApiError(f"{ref.role} model {ref.model!r}: the response is not JSON ({exc})") from exc
+                finally:
+                    self.in_flight -= 1
+            attempt += 1
+            await asyncio.sleep(delay)
+        try:
+            choice = data["choices"][0]
+            text = choice["message"].get("content")
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise ApiError(f"{ref.role} model {ref.model!r}: unexpected response shape "
+                           f"(no choices[0].message): {str(data)[:200]}") from exc
+        return Answer(text=text if isinstance(text, str) else "", usage=Usage.from_api(data.get("usage")),
+                      replayed=REPLAYED_HEADER in response.headers)
+
+    async def run_case(self, job: CaseJob) -> CaseResult:
+        case_cassette = self.open_cassette(job.cassette, job.case_id)
+        current_cassette.set(case_cassette)  # this task's context: every request below uses it
+        result = CaseResult(models={ref.role: ModelOutcome(role=ref.role, model=ref.model) for ref in job.models},
+                            judge_model=job.judge.model if job.judge else None,
+                            cassette=case_cassette.path if case_cassette else None)
+        try:
+            answers = await asyncio.gather(*(self.complete(ref, job.messages, job.params) for ref in job.models),
+                                           return_exceptions=True)
+            graded = []
+            for ref, answer in zip(job.models, answers):
+                outcome = result.models[ref.role]
+                if isinstance(answer, ApiError):
+                    outcome.error = str(answer)
+                elif isinstance(answer, BaseException):
+                    raise answer
+                else:
+                    outcome.output, outcome.usage, outcome.replayed = answer.text, answer.usage, answer.replayed
+                    graded.append(outcome)
+            context = GradeContext(messages=job.messages, judge=self._judge_for(job, result))
+            grades = await asyncio.gather(*(job.grader(o.output, job.expected, context) for o in graded),
+                                          return_exceptions=True)
+            for outcome, grade in zip(graded, grades):
+                if isinstance(grade, ApiError):
+                    outcome.error = f"judge: {grade}"
+                elif isinstance(grade, Exception):
+                    outcome.error = f"grader failed: {type(grade).__name__}: {grade}"
+                elif isinstance(grade, BaseException):
+                    raise grade
+                else:
+                    outcome.passed, outcome.score, outcome.reason = bool(grade.passed), float(grade.score), grade.reason
+        finally:
+            if case_cassette is not None:
+                case_cassette.save(complete=not result.errors)
+        return result
+
+    def _judge_for(self, job: CaseJob, result: CaseResult):
+        if job.judge is None:
+            return None
+
+        async def judge(messages: list[dict], model: str | None = None) -> str:
+            ref = job.judge if not model else ModelRef("judge", model, job.judge.endpoint, job.judge.params)
+            answer = await self.complete(ref, messages, {"temperature": 0})
+            result.judge_usage.add(answer.usage)
+            if model:
+                result.judge_model = model
+            return answer.text
+
+        return judge

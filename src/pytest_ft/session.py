@@ -1,0 +1,291 @@
+"""The evaluation session: resolves options into per-suite plans and feeds the runner.
+
+It sits between pytest and the runner. At collection it turns a suite and the options
+into a :class:`SuitePlan` (which models, on which endpoints, which judge, which gate). When
+the first case item is set up it submits every case this process will run (all selected
+items, or on an xdist worker the items xdist has queued for it), so their requests are in
+flight together while pytest reports the items one by one.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .pricing import fine_tuned_base
+from .recording import cassette_path
+from .runner import CaseJob, CaseResult, Endpoint, ModelRef, Runner
+from .suite import ModelSpec, Suite, SuiteError
+
+if TYPE_CHECKING:
+    from .items import FtCase
+
+SESSION_KEY = pytest.StashKey["EvalSession"]()
+
+
+@dataclass
+class Options:
+    """Every ``--ft-*`` option, resolved: command line, else ini, else default."""
+
+    model: str | None = None
+    base_model: str | None = None
+    base_url: str | None = None
+    judge_model: str | None = None
+    concurrency: int = 16
+    timeout: float = 60.0
+    retries: int = 4
+    min_accuracy: float | None = None
+    report: Path | None = None
+    prices: Path | None = None
+    record_mode: str | None = "once"  # None: recording disabled
+    cassette_dir: Path | None = None
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> "Options":
+        def get(name: str) -> Any:
+            value = config.getoption(f"ft_{name}", None)
+            if value is None:
+                value = config.getini(f"ft_{name}") or None
+            return value
+
+        def path(name: str) -> Path | None:
+            cli = config.getoption(f"ft_{name}", None)
+            if cli:
+                return Path(config.invocation_params.dir, cli)
+            ini = config.getini(f"ft_{name}")
+            return Path(config.rootpath, ini) if ini else None
+
+        def number(name: str, kind, default):
+            value = get(name)
+            if value is None:
+                return default
+            try:
+                return kind(value)
+            except ValueError:
+                raise pytest.UsageError(f"--ft-{name.replace('_', '-')}: expected a number, got {value!r}") from None
+
+        options = cls(
+            model=get("model"), base_model=get("base_model"), base_url=get("base_url"),
+            judge_model=get("judge_model"),
+            concurrency=number("concurrency", int, 16), timeout=number("timeout", float, 60.0),
+            retries=number("retries", int, 4), min_accuracy=number("min_accuracy", float, None),
+            report=path("report"), prices=path("prices"),
+            record_mode=get("record_mode") or "once", cassette_dir=path("cassette_dir"),
+        )
+        if config.getoption("ft_disable_recording", False):
+            options.record_mode = None
+        if options.concurrency < 1:
+            raise pytest.UsageError("--ft-concurrency must be at least 1")
+        if options.min_accuracy is not None and not 0 <= options.min_accuracy <= 1:
+            raise pytest.UsageError("--ft-min-accuracy must be between 0 and 1")
+        from .recording import RECORD_MODES
+        if options.record_mode is not None and options.record_mode not in RECORD_MODES:
+            raise pytest.UsageError(f"--ft-record-mode must be one of {', '.join(RECORD_MODES)}")
+        return options
+
+
+@dataclass
+class SuitePlan:
+    suite: str
+    file: str
+    models: list[ModelRef]
+    judge: ModelRef | None
+    thresholds: dict[str, float]
+    cassette_dir: Path | None
+    params: dict = field(default_factory=dict)
+
+    @property
+    def gated(self) -> bool:
+        return bool(self.thresholds)
+
+    def meta(self) -> dict:
+        return {"suite": self.suite, "file": self.file, "thresholds": self.thresholds,
+                "models": {ref.role: ref.model for ref in self.models},
+                "judge": self.judge.model if self.judge else None}
+
+
+class EvalSession:
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.options = Options.from_config(config)
+        self.runner: Runner | None = None
+        self._futures: dict[str, concurrent.futures.Future] = {}
+        self.is_worker = hasattr(config, "workerinput")
+
+    # -- collection --------------------------------------------------------------------------
+
+    def plan_suite(self, suite: Suite) -> SuitePlan:
+        o = self.options
+        endpoint_default = default_endpoint(o)
+
+        def ref(role: str, spec: ModelSpec | None, override: str | None) -> ModelRef | None:
+            model = override or (spec.model if spec else None)
+            if not model:
+                return None
+            endpoint = endpoint_default
+            if spec and (spec.base_url or spec.api_key_env):
+                endpoint = Endpoint(base_url=spec.base_url or endpoint_default.base_url,
+                                    api_key_env=spec.api_key_env or "OPENAI_API_KEY")
+            return ModelRef(role=role, model=model, endpoint=endpoint, params=dict(spec.params) if spec else {})
+
+        ini_tuned = self.config.getini("ft_model") or None
+        tuned = ref("tuned", suite.models.get("tuned"), self.config.getoption("ft_model", None))
+        if tuned is None and ini_tuned:
+            tuned = ref("tuned", None, ini_tuned)
+        if tuned is None:
+            raise SuiteError(suite.path, None, "models.tuned",
+                             "no tuned model: pass --ft-model=ft:... (or set models.tuned in the suite, "
+                             "or ft_model in the ini file)")
+        base = ref("base", suite.models.get("base"), self.config.getoption("ft_base_model", None))
+        if base is None:
+            ini_base = self.config.getini("ft_base_model") or None
+            base = ref("base", None, ini_base or fine_tuned_base(tuned.model))
+        if base is None:
+            raise SuiteError(suite.path, None, "models.base",
+                             f"no base model: pass --ft-base-model (the tuned id {tuned.model!r} does not name one)")
+        others = [ref(role, spec, None) for role, spec in suite.models.items() if role not in ("base", "tuned")]
+        models = [base, tuned, *(r for r in others if r is not None)]
+
+        judge_model = o.judge_model or (suite.judge.model if suite.judge else None)
+        judge = None
+        if judge_model:
+            judge = ref("judge", suite.judge, judge_model if o.judge_model else None)
+        if judge is None and any(getattr(case.grader, "uses_judge", False) for case in suite.cases):
+            raise SuiteError(suite.path, None, "judge",
+                             "a 'judge' grader needs a judge model: pass --ft-judge-model or set judge: in the suite")
+
+        thresholds = dict(suite.thresholds)
+        if o.min_accuracy is not None:
+            thresholds["accuracy"] = o.min_accuracy
+        cassette_dir = None
+        if o.record_mode is not None:
+            cassette_dir = o.cassette_dir or suite.path.parent / "cassettes"
+        return SuitePlan(suite=suite.name, file=self._relpath(suite.path), models=models, judge=judge,
+                         thresholds=thresholds, cassette_dir=cassette_dir)
+
+    def _relpath(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.config.rootpath))
+        except ValueError:
+            return str(path)
+
+    # -- running -----------------------------------------------------------------------------
+
+    def _runner(self) -> Runner:
+        if self.runner is None:
+            o = self.options
+            self.runner = Runner(concurrency=o.concurrency, timeout=o.timeout, max_retries=o.retries,
+                                 record_mode=o.record_mode)
+        return self.runner
+
+    def job(self, item: "FtCase") -> CaseJob:
+        case, plan = item.case, item.plan
+        return CaseJob(case_id=case.id, messages=case.messages, expected=case.expected, grader=case.grader,
+                       params=case.params, models=plan.models, judge=plan.judge,
+                       cassette=cassette_path(plan.cassette_dir, plan.suite, case.id) if plan.cassette_dir else None)
+
+    def _upcoming(self, item: "FtCase") -> list["FtCase"]:
+        """The case items this process will run, starting with ``item``."""
+        from .items import FtCase
+
+        items = item.session.items
+        if not self.is_worker:
+            return [i for i in items if isinstance(i, FtCase)]
+        queue = _xdist_queue(self.config)
+        if queue is None:
+            return [item]
+        with queue.lock() as pending:
+            indices = list(pending)
+        return [item] + [items[i] for i in indices if isinstance(i, int) and isinstance(items[i], FtCase)]
+
+    def result_for(self, item: "FtCase") -> CaseResult:
+        if item.nodeid not in self._futures:
+            runner = self._runner()
+            for upcoming in self._upcoming(item):
+                if upcoming.nodeid not in self._futures:
+                    self._futures[upcoming.nodeid] = runner.submit(self.job(upcoming))
+        future = self._futures.pop(item.nodeid)
+        return future.result()
+
+    def result_record(self, item: "FtCase") -> dict:
+        """What the controller needs to build tables: JSON-safe, so xdist can carry it."""
+        result: CaseResult = item.result
+        return {
+            **item.plan.meta(),
+            "id": item.case.id,
+            "nodeid": item.nodeid,
+            "input": item.case.input,
+            "expected": item.case.expected,
+            "outcomes": {role: o.to_dict() for role, o in result.models.items()},
+            "judge_usage": result.judge_usage.to_dict() if result.judge_model else None,
+            "judge_model": result.judge_model,
+            "cassette": result.cassette,
+            "errors": result.errors,
+        }
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+            self.runner = None
+
+
+def _xdist_queue(config: pytest.Config):
+    """The queue of item indices xdist has sent this worker (``None`` if unknown).
+
+    Items are prefetched only under xdist's ``load``/``loadscope``/``loadfile``/``loadgroup``
+    modes: ``worksteal`` may take queued items away to another worker, which would then
+    send their requests a second time.
+    """
+    if getattr(config.option, "dist", "load") == "worksteal":
+        return None
+    for plugin in config.pluginmanager.get_plugins():
+        queue = getattr(plugin, "torun", None)
+        if queue is not None and hasattr(queue, "lock"):
+            return queue
+    return None
+
+
+def default_endpoint(options: Options) -> Endpoint:
+    return Endpoint(base_url=options.base_url or os.environ.get("OPENAI_BASE_URL") or None)
+
+
+def model_refs(evals: EvalSession) -> dict[str, ModelRef]:
+    """Tuned and base models from the options alone (for Python tests, which have no suite)."""
+    options = evals.options
+    if not options.model:
+        pytest.skip("no tuned model configured: pass --ft-model (or set ft_model in the ini file)")
+    endpoint = default_endpoint(options)
+    refs = {"tuned": ModelRef("tuned", options.model, endpoint)}
+    base = options.base_model or fine_tuned_base(options.model)
+    if base:
+        refs["base"] = ModelRef("base", base, endpoint)
+    return refs
+
+
+def fixture_completer(request: pytest.FixtureRequest, models: dict[str, ModelRef], calls_key):
+    """The ``ft_complete`` callable: one cassette per test, tokens reported with the run."""
+    evals: EvalSession = request.config.stash[SESSION_KEY]
+    item = request.node
+    calls = item.stash.setdefault(calls_key, [])
+    cassette_dir = evals.options.cassette_dir or Path(item.path).parent / "cassettes"
+    path = cassette_path(cassette_dir, Path(item.path).stem, item.name) if evals.options.record_mode else None
+    runner = evals._runner()
+    state: dict = {}
+
+    def complete(messages: str | list[dict], model: str = "tuned", **params: Any) -> str:
+        ref = models.get(model) or ModelRef("custom", model, default_endpoint(evals.options))
+        if "cassette" not in state:
+            state["cassette"] = runner.open_cassette(path, item.nodeid) if path else None
+        chat = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
+        answer = runner.complete_sync(ref, chat, params, state["cassette"])
+        calls.append({"model": ref.model, **answer.usage.to_dict(), "replayed": answer.replayed})
+        return answer.text
+
+    yield complete
+    if state.get("cassette") is not None:
+        state["cassette"].save(complete=True)

@@ -1,0 +1,383 @@
+"""The ``*.ft.yaml`` suite format: parsing, validation, and errors that point at file:line.
+
+A suite is read once at collection. Everything that can be wrong with it (an unknown
+key, a case without ``expected``, a duplicate id, a grader that does not exist, a regex
+that does not compile, an unreadable ``cases_file``) is found here, so a bad suite fails
+its own collection with ``file:line: key: message`` and never a half-run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from . import graders as graders_module
+
+SUITE_PATTERNS = ("*.ft.yaml", "*.ft.yml")
+REQUIRED_ROLES = ("base", "tuned")
+
+SUITE_KEYS = {"suite", "description", "models", "system", "params", "grader", "thresholds", "judge",
+              "cases", "cases_file"}
+CASE_KEYS = {"id", "input", "messages", "expected", "grader", "params", "system", "description"}
+MODEL_KEYS = {"model", "base_url", "api_key_env", "params"}
+THRESHOLD_KEYS = {"accuracy": float, "min_gain": float, "max_cost_usd": float}
+MESSAGE_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+
+
+class SuiteError(Exception):
+    """A suite that cannot run, with the place to fix it."""
+
+    def __init__(self, path: str | Path, line: int | None, key: str | None, message: str):
+        self.path, self.line, self.key, self.message = str(path), line, key, message
+        where = f"{self.path}:{line}" if line else self.path
+        super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
+
+
+class _Map(dict):
+    """A YAML mapping that remembers the line of itself and of each of its keys."""
+
+    line: int = 0
+    key_lines: dict
+
+    def line_of(self, key: str) -> int:
+        return self.key_lines.get(key, self.line)
+
+
+class _List(list):
+    line: int = 0
+    item_lines: list
+
+
+class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """SafeLoader (libyaml's when available) that annotates mappings and sequences with 1-based lines."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Map:
+    loader.flatten_mapping(node)
+    result = _Map()
+    result.line = node.start_mark.line + 1
+    result.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in result.key_lines:
+            raise SuiteError(loader.suite_path, key_node.start_mark.line + 1, str(key), "duplicate key")
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_lines[key] = key_node.start_mark.line + 1
+    return result
+
+
+def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> _List:
+    result = _List(loader.construct_object(child, deep=True) for child in node.value)
+    result.line = node.start_mark.line + 1
+    result.item_lines = [child.start_mark.line + 1 for child in node.value]
+    return result
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model under test: its id and, optionally, its own endpoint and key variable."""
+
+    model: str
+    base_url: str | None = None
+    api_key_env: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Case:
+    id: str
+    messages: list[dict]
+    expected: Any
+    grader: Any  # a built grader (graders.Grader)
+    params: dict
+    line: int
+    grader_spec: Any = None
+
+    @property
+    def input(self) -> str:
+        """The last user message: what a person would call this case's input."""
+        for message in reversed(self.messages):
+            if message.get("role") == "user":
+                content = message.get("content")
+                if isinstance(content, list):
+                    return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+                return str(content or "")
+        return ""
+
+
+@dataclass
+class Suite:
+    name: str
+    path: Path
+    models: dict[str, ModelSpec | None]
+    system: str | None
+    params: dict
+    thresholds: dict[str, float]
+    cases: list[Case]
+    judge: ModelSpec | None = None
+    description: str = ""
+
+    @property
+    def gated(self) -> bool:
+        return bool(self.thresholds)
+
+
+def is_suite_file(path: Path) -> bool:
+    return any(path.match(pattern) for pattern in SUITE_PATTERNS)
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and validate a suite file; raise :class:`SuiteError` on the first problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError(path, None, None, f"cannot read suite: {exc}") from exc
+    try:
+        loader = _LineLoader(text)
+        loader.suite_path = str(path)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise SuiteError(path, mark.line + 1 if mark else None, None,
+                         f"YAML syntax error: {exc.problem or exc.context}") from exc
+    except yaml.YAMLError as exc:
+        raise SuiteError(path, None, None, f"YAML error: {exc}") from exc
+    return parse_suite(data, path)
+
+
+def parse_suite(data: Any, path: Path) -> Suite:
+    if not isinstance(data, dict):
+        raise SuiteError(path, getattr(data, "line", 1), None, "a suite must be a mapping with a 'cases' list")
+    root = data if isinstance(data, _Map) else _wrap(data)
+    _reject_unknown(root, SUITE_KEYS, path, "")
+
+    def err(key: str, message: str, node: Any = root) -> SuiteError:
+        line = node.line_of(key.split(".")[-1]) if isinstance(node, _Map) else getattr(node, "line", None)
+        return SuiteError(path, line, key, message)
+
+    name = root.get("suite", path.name.split(".ft.")[0])
+    if not isinstance(name, str) or not name.strip():
+        raise err("suite", "must be a non-empty string")
+    system = root.get("system")
+    if system is not None and not isinstance(system, str):
+        raise err("system", "must be a string")
+    params = _mapping(root, "params", path)
+    models = _parse_models(root, path)
+    judge = _parse_model(root["judge"], path, "judge", root.line_of("judge")) if root.get("judge") else None
+    thresholds = _parse_thresholds(root, path)
+
+    default_grader_spec = root.get("grader", "exact")
+    try:
+        default_grader = graders_module.build_grader(default_grader_spec, base_dir=path.parent)
+    except graders_module.GraderError as exc:
+        raise SuiteError(path, root.line_of("grader"), _join("grader", exc.key), str(exc)) from exc
+
+    if ("cases" in root) == ("cases_file" in root):
+        raise err("cases", "give exactly one of 'cases' (a list) or 'cases_file' (a chat JSONL file)")
+    if "cases" in root:
+        raw_cases = root["cases"]
+        if not isinstance(raw_cases, list) or not raw_cases:
+            raise err("cases", "must be a non-empty list of cases")
+        cases = [_parse_case(raw, i, path, system, params, default_grader, default_grader_spec,
+                             raw_cases.item_lines[i] if isinstance(raw_cases, _List) else None)
+                 for i, raw in enumerate(raw_cases)]
+    else:
+        cases = _cases_from_jsonl(root, path, system, params, default_grader, default_grader_spec)
+
+    seen: dict[str, int] = {}
+    for case in cases:
+        if case.id in seen:
+            raise SuiteError(path, case.line, "id", f"duplicate case id {case.id!r} (first at line {seen[case.id]})")
+        seen[case.id] = case.line
+    return Suite(name=name, path=path, models=models, system=system, params=params, thresholds=thresholds,
+                 cases=cases, judge=judge, description=str(root.get("description", "")))
+
+
+def _wrap(data: dict) -> _Map:
+    wrapped = _Map(data)
+    wrapped.line, wrapped.key_lines = 1, {}
+    return wrapped
+
+
+def _join(prefix: str, key: str | None) -> str:
+    return f"{prefix}.{key}" if key else prefix
+
+
+def _reject_unknown(node: _Map, allowed: set[str], path: Path, prefix: str) -> None:
+    for key in node:
+        if key not in allowed:
+            hint = ", ".join(sorted(allowed))
+            raise SuiteError(path, node.line_of(key), f"{prefix}{key}", f"unknown key (allowed: {hint})")
+
+
+def _mapping(node: _Map, key: str, path: Path, prefix: str = "") -> dict:
+    value = node.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SuiteError(path, node.line_of(key), f"{prefix}{key}", "must be a mapping")
+    return dict(value)
+
+
+def _parse_model(value: Any, path: Path, key: str, line: int) -> ModelSpec:
+    if isinstance(value, str) and value.strip():
+        return ModelSpec(model=value.strip())
+    if isinstance(value, _Map):
+        _reject_unknown(value, MODEL_KEYS, path, f"{key}.")
+        model = value.get("model")
+        if not isinstance(model, str) or not model.strip():
+            raise SuiteError(path, value.line_of("model"), f"{key}.model", "must be a model id")
+        for name in ("base_url", "api_key_env"):
+            if value.get(name) is not None and not isinstance(value[name], str):
+                raise SuiteError(path, value.line_of(name), f"{key}.{name}", "must be a string")
+        return ModelSpec(model=model.strip(), base_url=value.get("base_url"), api_key_env=value.get("api_key_env"),
+                         params=_mapping(value, "params", path, f"{key}."))
+    raise SuiteError(path, line, key, "must be a model id or a mapping with 'model'")
+
+
+def _parse_models(root: _Map, path: Path) -> dict[str, ModelSpec | None]:
+    raw = root.get("models") or {}
+    if not isinstance(raw, dict):
+        raise SuiteError(path, root.line_of("models"), "models", "must be a mapping of role to model")
+    models: dict[str, ModelSpec | None] = {role: None for role in REQUIRED_ROLES}
+    for role, value in raw.items():
+        line = raw.line_of(role) if isinstance(raw, _Map) else root.line_of("models")
+        if not isinstance(role, str) or not role.isidentifier():
+            raise SuiteError(path, line, f"models.{role}", "a model role must be a simple name such as 'tuned'")
+        models[role] = None if value is None else _parse_model(value, path, f"models.{role}", line)
+    return models
+
+
+def _parse_thresholds(root: _Map, path: Path) -> dict[str, float]:
+    raw = root.get("thresholds")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SuiteError(path, root.line_of("thresholds"), "thresholds", "must be a mapping")
+    _reject_unknown(raw, set(THRESHOLD_KEYS), path, "thresholds.")
+    out = {}
+    for key, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SuiteError(path, raw.line_of(key), f"thresholds.{key}", "must be a number")
+        if key == "accuracy" and not 0 <= value <= 1:
+            raise SuiteError(path, raw.line_of(key), f"thresholds.{key}", "must be between 0 and 1")
+        out[key] = float(value)
+    return out
+
+
+def _check_messages(messages: Any, path: Path, line: int | None, key: str) -> list[dict]:
+    if not isinstance(messages, list) or not messages:
+        raise SuiteError(path, line, key, "must be a non-empty list of {role, content} messages")
+    for i, message in enumerate(messages):
+        here = messages.item_lines[i] if isinstance(messages, _List) else line
+        if not isinstance(message, dict) or "role" not in message:
+            raise SuiteError(path, here, f"{key}[{i}]", "each message needs a 'role' and 'content'")
+        if message["role"] not in MESSAGE_ROLES:
+            raise SuiteError(path, here, f"{key}[{i}].role",
+                             f"unknown role {message['role']!r} (one of {', '.join(sorted(MESSAGE_ROLES))})")
+    return [dict(m) for m in messages]
+
+
+def _with_system(messages: list[dict], system: str | None) -> list[dict]:
+    if system and not any(m.get("role") in ("system", "developer") for m in messages):
+        return [{"role": "system", "content": system}, *messages]
+    return messages
+
+
+def _parse_case(raw: Any, index: int, path: Path, system: str | None, params: dict, default_grader: Any,
+                default_spec: Any, line: int | None) -> Case:
+    if not isinstance(raw, _Map):
+        raise SuiteError(path, line, f"cases[{index}]", "a case must be a mapping with 'id', 'input' and 'expected'")
+    _reject_unknown(raw, CASE_KEYS, path, "")
+    case_id = raw.get("id")
+    if case_id is None:
+        raise SuiteError(path, raw.line, "id", f"case #{index + 1} has no 'id'")
+    if not isinstance(case_id, (str, int)) or isinstance(case_id, bool) or not str(case_id).strip():
+        raise SuiteError(path, raw.line_of("id"), "id", "must be a non-empty string")
+    case_id = str(case_id).strip()
+    if any(ch in case_id for ch in "/\\\n") or case_id.startswith("."):
+        raise SuiteError(path, raw.line_of("id"), "id", f"{case_id!r}: ids may not contain slashes or newlines")
+    if ("input" in raw) == ("messages" in raw):
+        raise SuiteError(path, raw.line, "input", f"case {case_id!r}: give exactly one of 'input' or 'messages'")
+    if "expected" not in raw:
+        raise SuiteError(path, raw.line, "expected", f"case {case_id!r} has no 'expected'")
+    case_system = raw.get("system", system)
+    if "input" in raw:
+        if not isinstance(raw["input"], str):
+            raise SuiteError(path, raw.line_of("input"), "input", "must be a string (the user message)")
+        messages = [{"role": "user", "content": raw["input"]}]
+    else:
+        messages = _check_messages(raw["messages"], path, raw.line_of("messages"), "messages")
+    case_params = {**params, **_mapping(raw, "params", path)}
+    grader, spec = default_grader, default_spec
+    if "grader" in raw:
+        spec = raw["grader"]
+        try:
+            grader = graders_module.build_grader(spec, base_dir=path.parent)
+        except graders_module.GraderError as exc:
+            raise SuiteError(path, raw.line_of("grader"), _join("grader", exc.key), str(exc)) from exc
+    return Case(id=case_id, messages=_with_system(messages, case_system), expected=_plain(raw["expected"]),
+                grader=grader, params=case_params, line=raw.line, grader_spec=_plain(spec))
+
+
+def _plain(value: Any) -> Any:
+    """Line-annotated YAML containers back to plain dict/list (they end up in JSON reports)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _cases_from_jsonl(root: _Map, path: Path, system: str | None, params: dict, grader: Any,
+                      grader_spec: Any) -> list[Case]:
+    """Each line of a chat fine-tuning JSONL file is a case; its last assistant message is the answer."""
+    value = root["cases_file"]
+    line = root.line_of("cases_file")
+    if not isinstance(value, str):
+        raise SuiteError(path, line, "cases_file", "must be a path to a JSONL file")
+    data_path = (path.parent / value)
+    try:
+        handle = data_path.open(encoding="utf-8")
+    except OSError as exc:
+        raise SuiteError(path, line, "cases_file", f"cannot read {data_path}: {exc.strerror or exc}") from exc
+    cases = []
+    with handle:
+        try:
+            for number, text in enumerate(handle, start=1):
+                if not text.strip():
+                    continue
+                where = f"{data_path}:{number}"
+                try:
+                    example = json.loads(text)
+                except json.JSONDecodeError as exc:
+                    raise SuiteError(path, line, "cases_file", f"{where}: not valid JSON ({exc.msg})") from exc
+                messages = example.get("messages") if isinstance(example, dict) else None
+                if not isinstance(messages, list) or not messages:
+                    raise SuiteError(path, line, "cases_file", f"{where}: needs a 'messages' list")
+                last = max((i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "assistant"),
+                           default=None)
+                if last is None or last == 0:
+                    raise SuiteError(path, line, "cases_file",
+                                     f"{where}: needs an assistant message (the expected answer) after the prompt")
+                case_id = str(example.get("id") or (example.get("metadata") or {}).get("id") or f"line{number}")
+                cases.append(Case(id=case_id, messages=_with_system(messages[:last], system),
+                                  expected=messages[last].get("content"), grader=grader, params=dict(params),
+                                  line=number, grader_spec=grader_spec))
+        except UnicodeDecodeError as exc:
+            raise SuiteError(path, line, "cases_file", f"{data_path}: not UTF-8 ({exc.reason})") from exc
+    if not cases:
+        raise SuiteError(path, line, "cases_file", f"{data_path} holds no cases")
+    return cases

@@ -1,0 +1,29 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from openai_server import FakeOpenAI  # noqa: E402
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture(scope="session")
+def openai_server():
+    """One fake OpenAI server for the whole test session (tests reset it)."""
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture
+def server(openai_server, monkeypatch):
+    """The fake server, reset, with the environment pointing at it and no real key around."""
+    openai_server.reset()
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-0123456789abcdefghijklmnop")
+    for name in ("OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "GITHUB_STEP_SUMMARY"):
+        monkeypatch.delenv(name, raising=False)
+    return openai_server

@@ -1,0 +1,202 @@
+"""An OpenAI-compatible chat-completions server for the tests: real HTTP on 127.0.0.1.
+
+Answers are deterministic and steered by markers in the last user message, so a test's
+YAML says what each model will do:
+
+* ``LABEL=X``  every model answers ``X``, except that a model whose name contains
+  ``base`` answers ``WRONG`` when the message also holds ``BASEWRONG``, and a model whose
+  name contains ``ft:`` answers ``WRONG`` when it holds ``TUNEDWRONG``.
+* ``ECHO``     the answer is the user message itself.
+* ``FAULT=429xN`` / ``FAULT=500xN`` / ``FAULT=DROPxN`` / ``FAULT=BADJSONxN``: the first N
+  requests for that (model, message) fail that way (429 with ``Retry-After: 0``; 500;
+  the connection closed with no answer; a body that is not JSON). ``xN`` may be ``x99``.
+* ``FAULT=400`` always answers 400 with an API error message.
+* ``SLOW=ms``  waits that long before answering.
+* ``CACHED=n`` reports n cached prompt tokens.
+
+A model whose name contains ``judge`` answers a grading JSON: score 0.9 when its prompt
+contains ``GOOD``, else 0.1. ``server.answers[model] = text`` forces one model's answer.
+Every request is kept in ``server.requests`` (path, headers, body), and ``max_in_flight``
+says how many were served at once. ``leaky=True`` adds the identifying headers OpenAI
+sends, and an organization id in the body, for the secret-scrub tests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+LEAKY_HEADERS = {
+    "openai-organization": "org-LeakyOrganization0123456789",
+    "openai-project": "proj_LeakyProject0123456789abcdef",
+    "set-cookie": "__cf_bm=LeakyCookie0123456789abcdefghij; path=/; HttpOnly",
+    "x-request-id": "req_0123456789abcdef",
+}
+
+
+class FakeOpenAI:
+    def __init__(self, *, leaky: bool = False):
+        self.leaky = leaky
+        self.answers: dict[str, str] = {}
+        self.requests: list[dict] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._fault_counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._server.request_queue_size = 512
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "FakeOpenAI":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self._fault_counts.clear()
+            self.answers.clear()
+            self.max_in_flight = 0
+
+    def chat_requests(self, model: str | None = None) -> list[dict]:
+        return [r for r in self.requests if r["path"].endswith("/chat/completions")
+                and (model is None or r["body"].get("model") == model)]
+
+    # -- behaviour ---------------------------------------------------------------------------
+
+    def _fault(self, key: str, user: str) -> str | None:
+        match = re.search(r"FAULT=(429|500|DROP|BADJSON|400)(?:x(\d+))?", user)
+        if not match:
+            return None
+        kind, times = match.group(1), int(match.group(2) or 1)
+        if kind == "400":
+            return kind
+        with self._lock:
+            seen = self._fault_counts.get(key, 0)
+            self._fault_counts[key] = seen + 1
+        return kind if seen < times else None
+
+    def answer(self, model: str, messages: list[dict]) -> str:
+        if model in self.answers:
+            return self.answers[model]
+        user = _last_user(messages)
+        if "judge" in model:
+            prompt = json.dumps(messages)
+            score = 0.9 if "GOOD" in prompt else 0.1
+            return json.dumps({"score": score, "reason": "looks good" if score > 0.5 else "looks wrong"})
+        if "ECHO" in user:
+            return user
+        label = re.search(r"LABEL=(\S+)", user)
+        answer = label.group(1) if label else "OK"
+        if not model.startswith("ft:") and "judge" not in model and "BASEWRONG" in user:
+            answer = "WRONG"
+        if model.startswith("ft:") and "TUNEDWRONG" in user:
+            answer = "WRONG"
+        return answer
+
+    def _handler(self):
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _send(self, code: int, obj=None, raw: bytes | None = None, headers=None):
+                body = raw if raw is not None else json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for name, value in {**(LEAKY_HEADERS if server.leaky else {}), **(headers or {})}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                if self.path.rstrip("/").endswith("/models"):
+                    self._send(200, {"object": "list", "data": []})
+                else:
+                    self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    body = json.loads(raw or b"{}")
+                except ValueError:
+                    body = {}
+                with server._lock:
+                    server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    self._chat(body)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def _chat(self, body: dict):
+                if not self.path.rstrip("/").endswith("/chat/completions"):
+                    self._send(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
+                    return
+                model, messages = body.get("model", ""), body.get("messages", [])
+                user = _last_user(messages)
+                slow = re.search(r"SLOW=(\d+)", user)
+                if slow:
+                    time.sleep(int(slow.group(1)) / 1000)
+                fault = server._fault(model + "\0" + user, user)
+                if fault == "429":
+                    self._send(429, {"error": {"message": "Rate limit reached for requests", "type": "requests",
+                                               "code": "rate_limit_exceeded"}}, headers={"Retry-After": "0"})
+                    return
+                if fault == "500":
+                    self._send(500, {"error": {"message": "The server had an error", "type": "server_error"}})
+                    return
+                if fault == "400":
+                    self._send(400, {"error": {"message": f"The model `{model}` does not exist",
+                                               "type": "invalid_request_error", "code": "model_not_found"}})
+                    return
+                if fault == "DROP":
+                    self.close_connection = True
+                    self.wfile.flush()
+                    self.connection.shutdown(2)
+                    return
+                if fault == "BADJSON":
+                    self._send(200, raw=b"<html>502 Bad Gateway</html>")
+                    return
+                text = server.answer(model, messages)
+                prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages) + 3 * len(messages)
+                cached = re.search(r"CACHED=(\d+)", user)
+                response = {
+                    "id": "chatcmpl-test", "object": "chat.completion", "created": 1700000000, "model": model,
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": text, "refusal": None}}],
+                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
+                              "total_tokens": prompt_tokens + len(text.split()),
+                              "prompt_tokens_details": {"cached_tokens": int(cached.group(1)) if cached else 0}},
+                }
+                if server.leaky:
+                    response["organization_id"] = "org-LeakyOrganization0123456789"
+                self._send(200, response)
+
+        return Handler
+
+
+def _last_user(messages: list[dict]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content", "")
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+            return str(content)
+    return ""
