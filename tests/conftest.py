@@ -8,6 +8,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from openai_server import FakeOpenAI  # noqa: E402
 
+# pytester's in-process runs drop the modules a run imported; an HTTP stack imported anew
+# by each run would map its exceptions with the classes of an earlier import. Import it once.
+import httpcore2  # noqa: E402,F401
+import openai  # noqa: E402,F401
+import pytest_ft.plugin  # noqa: E402,F401
+
 pytest_plugins = ["pytester"]
 
 

@@ -18,6 +18,7 @@ notebook; see :mod:`pytest_ft.tokens`.
 from __future__ import annotations
 
 import argparse
+import bisect
 import csv
 import hashlib
 import json
@@ -322,8 +323,8 @@ def _open_input(path: str | os.PathLike) -> tuple[Path, BinaryIO, int]:
     return p, f, size
 
 
-def _iter_parsed(path: str | os.PathLike, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
-                 progress: bool | None = None, label: str = "") -> Iterator[_Parsed]:
+def _iter_lines(path: str | os.PathLike, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+                progress: bool | None = None, label: str = "") -> Iterator[_Raw]:
     p, f, size = _open_input(path)
     bar = _Progress(label or str(p), size, progress)
     done = 0
@@ -333,9 +334,15 @@ def _iter_parsed(path: str | os.PathLike, *, max_line_bytes: int = DEFAULT_MAX_L
                 done += raw.size
                 if raw.lineno & 0x3FF == 0:
                     bar.update(done, raw.lineno)
-                yield _parse(raw, max_line_bytes)
+                yield raw
     finally:
         bar.close()
+
+
+def _iter_parsed(path: str | os.PathLike, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+                 progress: bool | None = None, label: str = "") -> Iterator[_Parsed]:
+    for raw in _iter_lines(path, max_line_bytes=max_line_bytes, progress=progress, label=label):
+        yield _parse(raw, max_line_bytes)
 
 
 def _examples_strict(path, *, max_line_bytes=DEFAULT_MAX_LINE_BYTES, progress=None, label="",
@@ -465,7 +472,9 @@ def _check_message(msg: Any, where: str, add: _Add, warn: _Add) -> str | None:
     if unknown:
         add("message_unrecognized_key", f"{where}: unknown key{'s' if len(unknown) > 1 else ''} "
                                         f"{', '.join(repr(k) for k in unknown)}")
-    has_call = _check_tool_calls(msg, role, where, add)
+    _check_tool_calls(msg, role, where, add)
+    # an assistant turn may be a call instead of text (a malformed call is reported on its own)
+    has_call = role == "assistant" and bool(msg.get("tool_calls") or msg.get("function_call"))
     if "content" in msg:
         _check_content(msg, role, where, has_call, add, warn)
     elif not has_call:
@@ -602,23 +611,82 @@ class Problem:
     severity: str = "error"
 
 
-def _distribution(values: Sequence[int]) -> dict[str, float | int | None]:
-    """min, max, mean, median, p10 and p90 (numpy's default linear interpolation)."""
-    if not values:
+def _distribution(histogram: Mapping[int, int]) -> dict[str, float | int | None]:
+    """min, max, mean, median, p10 and p90 of the values counted in ``histogram`` (value -> count).
+
+    Quantiles use numpy's default (linear interpolation between order statistics), as the
+    cookbook does; a histogram gives the same order statistics as the sorted values, in memory
+    proportional to the number of distinct values rather than of examples.
+    """
+    n = sum(histogram.values())
+    if not n:
         return {"min": None, "max": None, "mean": None, "median": None, "p10": None, "p90": None}
-    ordered = sorted(values)
-    n = len(ordered)
+    values = sorted(histogram)
+    ends = []  # ends[i]: number of examples with a value <= values[i]
+    running = 0
+    for v in values:
+        running += histogram[v]
+        ends.append(running)
+
+    def order_statistic(k: int) -> int:  # the k-th smallest value, 0-based
+        return values[bisect.bisect_right(ends, k)]
 
     def quantile(q: float) -> float:
         pos = (n - 1) * q
         lo = math.floor(pos)
-        hi = min(lo + 1, n - 1)
         t = pos - lo
-        a, b = ordered[lo], ordered[hi]
+        a, b = order_statistic(lo), order_statistic(min(lo + 1, n - 1))
         return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t
 
-    return {"min": ordered[0], "max": ordered[-1], "mean": sum(ordered) / n,
+    return {"min": values[0], "max": values[-1], "mean": sum(v * c for v, c in histogram.items()) / n,
             "median": quantile(0.5), "p10": quantile(0.1), "p90": quantile(0.9)}
+
+
+class _Duplicates:
+    """Finds repeated 64-bit hashes in bounded memory.
+
+    Per item it keeps the hash and the line (12 bytes). A bitmap of about 32 bits per item
+    (grown as items arrive) flags the hashes that may have been seen before; only those
+    candidates (true repeats plus a few percent of bitmap collisions) are looked up at the end.
+    """
+
+    def __init__(self) -> None:
+        self.bits = 1 << 16
+        self.bitmap = bytearray(self.bits >> 3)
+        self.hashes = array("Q")
+        self.lines = array("I")
+        self.candidates: set[int] = set()
+
+    def _mark(self, h: int) -> None:
+        i = h & (self.bits - 1)
+        bit = 1 << (i & 7)
+        if self.bitmap[i >> 3] & bit:
+            self.candidates.add(h)
+        else:
+            self.bitmap[i >> 3] |= bit
+
+    def add(self, h: int, line: int) -> None:
+        if len(self.hashes) >= self.bits >> 5:
+            self.bits <<= 2
+            self.bitmap = bytearray(self.bits >> 3)
+            for old in self.hashes:
+                self._mark(old)
+        self._mark(h)
+        self.hashes.append(h)
+        self.lines.append(line)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        """(line, line of its first occurrence) for every repeat, in file order."""
+        if not self.candidates:
+            return
+        first: dict[int, int] = {}
+        for h, line in zip(self.hashes, self.lines):
+            if h in self.candidates:
+                seen = first.get(h)
+                if seen is None:
+                    first[h] = line
+                else:
+                    yield line, seen
 
 
 @dataclass
@@ -686,8 +754,7 @@ class _Scan:
         self.model = model
         self.encoding = tokens.encoding_for_model(model)
         self.limit = training_token_limit(model)
-        self.count_chat = tokens.chat_token_counter(model)
-        self.count_assistant = tokens.assistant_token_counter(model)
+        self.count = tokens.example_token_counter(model)
         self.max_line_bytes = max_line_bytes
         self.max_details = max_details
         self.progress = progress
@@ -701,11 +768,11 @@ class _Scan:
         self.examples = 0
         self.invalid = 0
         self.format: str | None = None
-        self.n_messages = array("I")
-        self.n_tokens = array("I")
-        self.n_assistant = array("I")
-        self.hashes = array("Q")
-        self.hash_lines = array("I")
+        self.valid = 0
+        self.n_messages: Counter[int] = Counter()   # histograms: value -> examples
+        self.n_tokens: Counter[int] = Counter()
+        self.n_assistant: Counter[int] = Counter()
+        self.duplicates = _Duplicates()
         self.over_limit = 0
         self.billed = 0
 
@@ -756,47 +823,38 @@ class _Scan:
             self.invalid += 1
             return
         if kind == "dpo":
+            # OpenAI does not publish how preference examples are billed: we count both sequences,
+            # the input with the preferred output and the input with the non-preferred one.
             inp = obj["input"]["messages"]
             n_msgs = len(inp) + 1
-            n_tok = (self.count_chat(inp + obj["preferred_output"])
-                     + self.count_chat(inp + obj["non_preferred_output"]))
-            n_asst = (self.count_assistant(obj["preferred_output"])
-                      + self.count_assistant(obj["non_preferred_output"]))
+            good, good_asst = self.count(inp + obj["preferred_output"])
+            bad, bad_asst = self.count(inp + obj["non_preferred_output"])
+            n_tok, n_asst = good + bad, good_asst + bad_asst
         else:
             msgs = obj["messages"]
-            n_msgs, n_tok, n_asst = len(msgs), self.count_chat(msgs), self.count_assistant(msgs)
+            n_msgs = len(msgs)
+            n_tok, n_asst = self.count(msgs)
         if self.limit is not None and n_tok > self.limit:
             self.over_limit += 1
             self._record("warning", lineno, "example_too_long",
                          f"{n_tok:,} tokens, over the {self.limit:,}-token training context of {self.model}: "
                          f"it will be truncated")
         self.billed += min(n_tok, self.limit) if self.limit is not None else n_tok
-        self.n_messages.append(min(n_msgs, 0xFFFFFFFF))
-        self.n_tokens.append(min(n_tok, 0xFFFFFFFF))
-        self.n_assistant.append(min(n_asst, 0xFFFFFFFF))
-        self.hashes.append(_canonical_hash(obj))
-        self.hash_lines.append(lineno)
+        self.valid += 1
+        self.n_messages[n_msgs] += 1
+        self.n_tokens[n_tok] += 1
+        self.n_assistant[n_asst] += 1
+        self.duplicates.add(_canonical_hash(obj), lineno)
 
     def _finish(self) -> None:
         if self.examples == 0:
             self._record("error", None, "empty_file",
                          "the file is empty" if self.lines == 0 else f"the file has no examples, only {self.lines} "
                                                                      f"blank line{'s' if self.lines != 1 else ''}")
-        # duplicates: sort the 64-bit hashes to find repeated values, then walk the file order
-        if len(self.hashes) > 1:
-            ordered = sorted(self.hashes)
-            repeated = {a for a, b in zip(ordered, ordered[1:]) if a == b}
-            del ordered
-            if repeated:
-                first: dict[int, int] = {}
-                for h, line in zip(self.hashes, self.hash_lines):
-                    if h in repeated:
-                        if h in first:
-                            self._record("warning", line, "duplicate_example",
-                                         f"the same example as line {first[h]}")
-                        else:
-                            first[h] = line
-        valid = len(self.n_tokens)
+        for line, first in self.duplicates:
+            self._record("warning", line, "duplicate_example", f"the same example as line {first}")
+        self.duplicates = _Duplicates()  # frees the per-example arrays
+        valid = self.valid
         if 0 < self.examples and valid < MIN_EXAMPLES:
             self._record("warning", None, "too_few_examples",
                          f"{valid} valid example{'s' if valid != 1 else ''}: OpenAI requires at least {MIN_EXAMPLES}")
@@ -815,7 +873,7 @@ class _Scan:
     def validation_report(self) -> ValidationReport:
         return ValidationReport(
             file=self.path, model=self.model, encoding=self.encoding, max_tokens_per_example=self.limit,
-            format=self.format, lines=self.lines, examples=self.examples, valid_examples=len(self.n_tokens),
+            format=self.format, lines=self.lines, examples=self.examples, valid_examples=self.valid,
             invalid_examples=self.invalid, errors=dict(self.errors.most_common()),
             warnings=dict(self.warnings.most_common()), problems=self.problems(), problems_truncated=self.truncated)
 
@@ -855,7 +913,7 @@ def stats(path: str | os.PathLike, model: str, *, epochs: int | None = None, pri
             raise DataError(str(exc)) from None
     scan = _Scan(path, model, max_line_bytes=max_line_bytes, max_details=0, progress=progress,
                  label=f"stats {path}").run()
-    n = len(scan.n_tokens)
+    n = scan.valid
     n_epochs = epochs if epochs is not None else default_epochs(n)
     charged = scan.billed * n_epochs if n_epochs is not None else None
     price = table.training_price(model)
@@ -1048,9 +1106,15 @@ def split(path: str | os.PathLike, val: float = 0.1, seed: int = 0, *, stratify:
         raise DataError(f"{src} changed while it was being split; try again", exit_code=1)
     i = 0
     with _AtomicWriter(train_path) as ftrain, _AtomicWriter(val_path) as fval:
-        for parsed in _examples_strict(src, max_line_bytes=max_line_bytes, progress=progress,
-                                       label=f"split {src} (2/2)"):
-            (fval if in_val[i] else ftrain).write(parsed.data + b"\n")
+        for raw in _iter_lines(src, max_line_bytes=max_line_bytes, progress=progress, label=f"split {src} (2/2)"):
+            line_data = raw.data
+            if line_data is None or i >= n:  # pragma: no cover - pass 1 would have stopped
+                raise DataError(f"{src}: line {raw.lineno} changed while it was being split", exit_code=1)
+            if raw.lineno == 1 and line_data.startswith(_BOM):
+                line_data = line_data[3:]
+            if not line_data.strip():
+                continue
+            (fval if in_val[i] else ftrain).write(line_data + b"\n")
             i += 1
     return SplitReport(file=str(src), train_file=str(train_path), val_file=str(val_path), examples=n,
                        train=n - k, val=k, seed=seed, stratify=stratify,
@@ -1122,26 +1186,45 @@ def dedupe(path: str | os.PathLike, out: str | os.PathLike | None = None, *, by:
     src = Path(path)
     dst = Path(out) if out else _default_output(src, ".dedup.jsonl")
     _check_outputs([dst], [src], force)
-    first: dict[int, int] = {}
-    dups: list[dict[str, int]] = []
+    if not src.is_file():
+        raise DataError(f"{src}: no such file" if not src.exists() else f"{src}: not a regular file")
+    before = _stat_key(src)
+
+    # pass 1: a 64-bit hash per example; repeats found in bounded memory
+    finder = _Duplicates()
     blank: list[int] = []
-    n = removed = 0
+    n = last_line = 0
+    for parsed in _examples_strict(src, max_line_bytes=max_line_bytes, progress=progress,
+                                   label=f"dedupe {src} (1/2)", blank=blank):
+        n += 1
+        last_line = parsed.lineno
+        if by == "example":
+            finder.add(_canonical_hash(parsed.obj), parsed.lineno)
+        else:
+            finder.add(_key_hash(_input_key(_example_user_texts(parsed.obj))), parsed.lineno)
+    drop = bytearray(last_line + 1)
+    dups: list[dict[str, int]] = []
+    removed = 0
+    for line, first in finder:
+        drop[line] = 1
+        removed += 1
+        if len(dups) < 100:
+            dups.append({"line": line, "duplicate_of": first})
+    del finder
+
+    # pass 2: copy the lines that are kept, byte for byte
+    if _stat_key(src) != before:
+        raise DataError(f"{src} changed while it was being deduplicated; try again", exit_code=1)
     with _AtomicWriter(dst) as f:
-        for parsed in _examples_strict(src, max_line_bytes=max_line_bytes, progress=progress,
-                                       label=f"dedupe {src}", blank=blank):
-            n += 1
-            if by == "example":
-                h = _canonical_hash(parsed.obj)
-            else:
-                h = _key_hash(_input_key(_example_user_texts(parsed.obj)))
-            seen = first.get(h)
-            if seen is not None:
-                removed += 1
-                if len(dups) < 100:
-                    dups.append({"line": parsed.lineno, "duplicate_of": seen})
+        for raw in _iter_lines(src, max_line_bytes=max_line_bytes, progress=progress, label=f"dedupe {src} (2/2)"):
+            line_data = raw.data
+            if line_data is None:  # pragma: no cover - pass 1 would have stopped
+                raise DataError(f"{src}: line {raw.lineno} changed while it was being deduplicated", exit_code=1)
+            if raw.lineno == 1 and line_data.startswith(_BOM):
+                line_data = line_data[3:]
+            if not line_data.strip() or (raw.lineno <= last_line and drop[raw.lineno]):
                 continue
-            first[h] = parsed.lineno
-            f.write(parsed.data + b"\n")
+            f.write(line_data + b"\n")
     return DedupeReport(file=str(src), output=str(dst), by=by, examples=n, kept=n - removed, removed=removed,
                         blank_lines_dropped=len(blank), duplicates=dups)
 

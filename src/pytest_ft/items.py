@@ -32,15 +32,34 @@ class FtFile(pytest.File):
         from .session import SESSION_KEY
 
         evals: EvalSession = self.config.stash[SESSION_KEY]
-        self.suite = load_suite(self.path)
-        plan = evals.plan_suite(self.suite)
+        try:
+            self.suite = load_suite(self.path)
+            plan = evals.plan_suite(self.suite)
+        except SuiteError as error:
+            # An item, not a collection error: pytest stops the whole run on collection
+            # errors, and one broken suite must not keep the others from running.
+            yield FtSuiteError.from_parent(self, name="suite", error=error.relative_to(self.config.rootpath))
+            return
         for case in self.suite.cases:
             yield FtCase.from_parent(self, name=case.id, case=case, plan=plan)
 
-    def repr_failure(self, excinfo):
-        if isinstance(excinfo.value, SuiteError):
-            return str(excinfo.value)
-        return super().repr_failure(excinfo)
+
+class FtSuiteError(pytest.Item):
+    """Stands for a suite that cannot run: an ERROR that says file:line: key: what is wrong."""
+
+    def __init__(self, *, error: SuiteError, **kwargs):
+        super().__init__(**kwargs)
+        self.error = error
+        self.ft_error = {"file": str(error.path), "line": error.line, "key": error.key, "message": str(error)}
+
+    def reportinfo(self):
+        return self.path, (self.error.line or 1) - 1, "invalid suite"
+
+    def setup(self) -> None:
+        pytest.fail(str(self.error), pytrace=False)
+
+    def runtest(self) -> None:  # never reached: setup fails
+        raise AssertionError("unreachable")
 
 
 def _short(value: Any, limit: int = 300) -> str:

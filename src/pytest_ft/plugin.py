@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .items import FtCase, FtFile
-from .pricing import PriceFileError, PriceTable
+from .items import FtCase, FtFile, FtSuiteError
 from .recording import RECORD_MODES
 from .report import Aggregator, build_report, render, write_json
 from .runner import DEFAULT_CONCURRENCY, ModelRef
@@ -69,6 +68,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         if call.when == "call" or (call.when == "setup" and report.failed):
             report.ft_result = item.ft_result
             item._ft_reported = True
+    if isinstance(item, FtSuiteError) and call.when == "setup":
+        report.ft_suite_error = item.ft_error
     if call.when == "teardown" and item.stash.get(CALLS_KEY, None):
         report.ft_calls = item.stash[CALLS_KEY]
     return report
@@ -94,17 +95,17 @@ class Controller:
         calls = getattr(report, "ft_calls", None)
         if calls:
             self.aggregator.add_calls(calls)
+        error = getattr(report, "ft_suite_error", None)
+        if error:
+            self.aggregator.suite_errors.append(error)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.aggregator:
             return
-        options = self.config.stash[SESSION_KEY].options
-        try:
-            prices = PriceTable.from_file(options.prices)
-        except PriceFileError as exc:
-            raise pytest.UsageError(str(exc)) from exc
-        self.report = build_report(self.aggregator, prices)
+        evals = self.config.stash[SESSION_KEY]
+        options = evals.options
+        self.report = build_report(self.aggregator, evals.prices)
         self.report["duration_s"] = round(time.perf_counter() - self.started, 3)
         if options.report:
             write_json(self.report, options.report)

@@ -30,6 +30,7 @@ class Aggregator:
     def __init__(self) -> None:
         self.cases: list[dict] = []
         self.calls: list[dict] = []
+        self.suite_errors: list[dict] = []
 
     def add_case(self, record: dict) -> None:
         self.cases.append(record)
@@ -38,7 +39,7 @@ class Aggregator:
         self.calls.extend(calls)
 
     def __bool__(self) -> bool:
-        return bool(self.cases or self.calls)
+        return bool(self.cases or self.calls or self.suite_errors)
 
 
 def _cost(prices: PriceTable, model: str, usage: dict, missing: set[str]) -> float | None:
@@ -70,8 +71,9 @@ def build_report(aggregator: Aggregator, prices: PriceTable) -> dict:
     report = {
         "version": REPORT_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "passed": all(s["gate"]["passed"] for s in suites),
+        "passed": all(s["gate"]["passed"] for s in suites) and not aggregator.suite_errors,
         "suites": suites,
+        "invalid_suites": aggregator.suite_errors,
         "calls": {"replayed": replayed, "live": total_calls - replayed},
     }
     if aggregator.calls:
@@ -218,6 +220,8 @@ def render(report: dict) -> str:
         lines.append("calls from Python tests (ft_complete):")
         lines.append(tabulate(rows, headers=["model", "requests", "prompt tok", "completion tok", "cost USD"], disable_numparse=True))
         lines.append("")
+    for error in report["invalid_suites"]:
+        lines.append(f"INVALID SUITE: {error['message']}")
     calls = report["calls"]
     lines.append(f"model calls: {calls['replayed']} replayed from recordings, {calls['live']} live")
     for model in report["unpriced_models"]:

@@ -163,7 +163,10 @@ def retry_delay(attempt: int, response: httpx2.Response | None) -> float:
 def describe_api_error(exc: BaseException, ref: ModelRef) -> str:
     where = f"{ref.role} model {ref.model!r}"
     if isinstance(exc, openai.APIStatusError):
-        message = exc.message
+        body = exc.body if isinstance(exc.body, dict) else {}
+        message = str(body.get("message") or exc.message)
+        if body.get("code") or body.get("type"):
+            message += f" ({body.get('code') or body.get('type')})"
         if exc.status_code == 401 and not os.environ.get(ref.endpoint.api_key_env):
             message += f" ({ref.endpoint.api_key_env} is not set)"
         return f"{where}: HTTP {exc.status_code}: {message}"
@@ -279,7 +282,8 @@ class Runner:
                         raise ApiError(describe_api_error(exc, ref)) from exc
                     delay = retry_delay(attempt, None)
                 except ValueError as exc:
-                    raise ApiError(f"{ref.role} model {ref.model!r}: the response is not JSON ({exc})") from exc
+                    raise ApiError(f"{ref.role} model {ref.model!r}: the response is not JSON: "
+                                   f"{response.text[:200]!r}") from exc
                 finally:
                     self.in_flight -= 1
             attempt += 1

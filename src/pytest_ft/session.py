@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .pricing import fine_tuned_base
+from .pricing import PriceFileError, PriceTable, fine_tuned_base
 from .recording import cassette_path
 from .runner import CaseJob, CaseResult, Endpoint, ModelRef, Runner
 from .suite import ModelSpec, Suite, SuiteError
@@ -113,6 +113,10 @@ class EvalSession:
     def __init__(self, config: pytest.Config):
         self.config = config
         self.options = Options.from_config(config)
+        try:
+            self.prices = PriceTable.from_file(self.options.prices)
+        except PriceFileError as exc:
+            raise pytest.UsageError(str(exc)) from exc
         self.runner: Runner | None = None
         self._futures: dict[str, concurrent.futures.Future] = {}
         self.is_worker = hasattr(config, "workerinput")

@@ -36,6 +36,14 @@ class SuiteError(Exception):
         where = f"{self.path}:{line}" if line else self.path
         super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
 
+    def relative_to(self, root: Path) -> "SuiteError":
+        """The same error with the path shown relative to ``root`` (when it is below it)."""
+        try:
+            path = Path(self.path).relative_to(root)
+        except ValueError:
+            return self
+        return SuiteError(path, self.line, self.key, self.message)
+
 
 class _Map(dict):
     """A YAML mapping that remembers the line of itself and of each of its keys."""
@@ -149,9 +157,13 @@ def load_suite(path: str | Path) -> Suite:
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise SuiteError(path, mark.line + 1 if mark else None, None,
-                         f"YAML syntax error: {exc.problem or exc.context}") from exc
+        # The context (say, where an unclosed "[" opened) is where to fix; the problem mark
+        # is only where the parser gave up, often the end of the file.
+        mark = exc.context_mark or exc.problem_mark
+        message = f"YAML syntax error: {exc.problem or exc.context}"
+        if exc.context and exc.context_mark:
+            message += f" ({exc.context} started here)"
+        raise SuiteError(path, mark.line + 1 if mark else None, None, message) from exc
     except yaml.YAMLError as exc:
         raise SuiteError(path, None, None, f"YAML error: {exc}") from exc
     return parse_suite(data, path)
@@ -212,7 +224,9 @@ def _wrap(data: dict) -> _Map:
 
 
 def _join(prefix: str, key: str | None) -> str:
-    return f"{prefix}.{key}" if key else prefix
+    if not key:
+        return prefix
+    return f"{prefix}{key}" if key.startswith("[") else f"{prefix}.{key}"
 
 
 def _reject_unknown(node: _Map, allowed: set[str], path: Path, prefix: str) -> None:
@@ -328,7 +342,12 @@ def _parse_case(raw: Any, index: int, path: Path, system: str | None, params: di
             grader = graders_module.build_grader(spec, base_dir=path.parent)
         except graders_module.GraderError as exc:
             raise SuiteError(path, raw.line_of("grader"), _join("grader", exc.key), str(exc)) from exc
-    return Case(id=case_id, messages=_with_system(messages, case_system), expected=_plain(raw["expected"]),
+    expected = _plain(raw["expected"])
+    try:
+        grader.check_expected(expected)
+    except graders_module.GraderError as exc:
+        raise SuiteError(path, raw.line_of("expected"), "expected", f"case {case_id!r}: {exc}") from exc
+    return Case(id=case_id, messages=_with_system(messages, case_system), expected=expected,
                 grader=grader, params=case_params, line=raw.line, grader_spec=_plain(spec))
 
 
@@ -373,6 +392,10 @@ def _cases_from_jsonl(root: _Map, path: Path, system: str | None, params: dict, 
                     raise SuiteError(path, line, "cases_file",
                                      f"{where}: needs an assistant message (the expected answer) after the prompt")
                 case_id = str(example.get("id") or (example.get("metadata") or {}).get("id") or f"line{number}")
+                try:
+                    grader.check_expected(messages[last].get("content"))
+                except graders_module.GraderError as exc:
+                    raise SuiteError(path, line, "cases_file", f"{where}: {exc}") from exc
                 cases.append(Case(id=case_id, messages=_with_system(messages[:last], system),
                                   expected=messages[last].get("content"), grader=grader, params=dict(params),
                                   line=number, grader_spec=grader_spec))
