@@ -7,6 +7,7 @@ YAML says what each model will do:
   ``base`` answers ``WRONG`` when the message also holds ``BASEWRONG``, and a model whose
   name contains ``ft:`` answers ``WRONG`` when it holds ``TUNEDWRONG``.
 * ``ECHO``     the answer is the user message itself.
+* ``COUNT``    the answer is ``answer N``: the Nth time this model was asked this.
 * ``FAULT=429xN`` / ``FAULT=500xN`` / ``FAULT=DROPxN`` / ``FAULT=BADJSONxN``: the first N
   requests for that (model, message) fail that way (429 with ``Retry-After: 0``; 500;
   the connection closed with no answer; a body that is not JSON). ``xN`` may be ``x99``.
@@ -96,6 +97,11 @@ class FakeOpenAI:
             return json.dumps({"score": score, "reason": "looks good" if score > 0.5 else "looks wrong"})
         if "ECHO" in user:
             return user
+        if "COUNT" in user:
+            with self._lock:
+                key = "count\0" + model + "\0" + user
+                self._fault_counts[key] = self._fault_counts.get(key, 0) + 1
+                return f"answer {self._fault_counts[key]}"
         label = re.search(r"LABEL=(\S+)", user)
         answer = label.group(1) if label else "OK"
         if not model.startswith("ft:") and "judge" not in model and "BASEWRONG" in user:

@@ -1108,12 +1108,14 @@ def split(path: str | os.PathLike, val: float = 0.1, seed: int = 0, *, stratify:
     with _AtomicWriter(train_path) as ftrain, _AtomicWriter(val_path) as fval:
         for raw in _iter_lines(src, max_line_bytes=max_line_bytes, progress=progress, label=f"split {src} (2/2)"):
             line_data = raw.data
-            if line_data is None or i >= n:  # pragma: no cover - pass 1 would have stopped
+            if line_data is None:  # pragma: no cover - pass 1 would have stopped
                 raise DataError(f"{src}: line {raw.lineno} changed while it was being split", exit_code=1)
             if raw.lineno == 1 and line_data.startswith(_BOM):
                 line_data = line_data[3:]
             if not line_data.strip():
                 continue
+            if i >= n:  # pragma: no cover - the file grew between the passes
+                raise DataError(f"{src} changed while it was being split; try again", exit_code=1)
             (fval if in_val[i] else ftrain).write(line_data + b"\n")
             i += 1
     return SplitReport(file=str(src), train_file=str(train_path), val_file=str(val_path), examples=n,

@@ -210,8 +210,9 @@ class RecordingTransport(httpx2.AsyncBaseTransport):
             return httpx2.Response(recorded["status"]["code"], headers=headers,
                                    stream=httpx2.ByteStream(recorded["body"]["string"]))
         if cassette.write_protected:
-            raise RecordingMissing(f"no recording for this request in {case_cassette.path} "
-                                   f"(record mode 'none' replays only; record with --ft-record-mode=once)")
+            raise RecordingMissing(f"case {case_cassette.case!r}: no recording of this request in "
+                                   f"{case_cassette.path} (record mode 'none' replays only; "
+                                   f"record it with --ft-record-mode=once)")
         response = await self.inner.handle_async_request(request)
         try:  # the raw (possibly compressed) bytes: the client decodes them, the filter for disk
             content = b"".join([chunk async for chunk in response.stream])

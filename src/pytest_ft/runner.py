@@ -275,9 +275,9 @@ class Runner:
                     if exc.status_code not in RETRY_STATUSES or attempt >= self.max_retries:
                         raise ApiError(describe_api_error(exc, ref)) from exc
                     delay = retry_delay(attempt, exc.response)
+                except RecordingMissing as exc:
+                    raise ApiError(f"{ref.role} model {ref.model!r}: {exc}") from None
                 except openai.APIConnectionError as exc:
-                    if isinstance(exc.__cause__, RecordingMissing):
-                        raise ApiError(f"{ref.role} model {ref.model!r}: {exc.__cause__}") from exc
                     if attempt >= self.max_retries:
                         raise ApiError(describe_api_error(exc, ref)) from exc
                     delay = retry_delay(attempt, None)
