@@ -666,11 +666,23 @@ def test_dedupe(tmp_path, capsys):
     out = [json.loads(x) for x in (tmp_path / "d.dedup.jsonl").read_text().splitlines()]
     assert out == [a, b, shouty]
     assert snapshot(path) == before
-    by_input = data.dedupe(path, tmp_path / "i.jsonl", by="input")
-    assert by_input.removed == 3  # "  HELLO " normalises to "hello"
+    code, by_input = run_json(["data", "dedupe", str(path), "--by", "input", "-o", str(tmp_path / "i.jsonl")], capsys)
+    assert by_input["removed"] == 3  # "  HELLO " normalises to "hello"
+    assert by_input["duplicates"][-1] == {"line": 5, "duplicate_of": 1}
     assert run(["data", "dedupe", str(path)], capsys)[0] == 2  # output exists: needs --force
     assert run(["data", "dedupe", str(path), "-o", str(path), "--force"], capsys)[0] == 2
     assert snapshot(path) == before
+
+
+def test_dedupe_copies_lines_byte_for_byte_and_drops_blank_lines(tmp_path):
+    a = '{"messages":[{"role":"user","content":"Olá"},{"role":"assistant","content":"Oi"}]}'
+    b = '{"messages": [{"role": "user", "content": "Ol\\u00e1"}, {"role": "assistant", "content": "Oi"}]}'
+    c = '{"messages": [{"role": "user", "content": "Tchau"}, {"role": "assistant", "content": "Até"}]}'
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(f"{a}\r\n\r\n{b}\r\n{c}".encode("utf-8"))  # CRLF, a blank line, no final newline
+    report = data.dedupe(path)
+    assert (report.removed, report.blank_lines_dropped) == (1, 1)  # b is a with other spacing and escapes
+    assert (tmp_path / "d.dedup.jsonl").read_bytes() == f"{a}\n{c}\n".encode("utf-8")
 
 
 # --------------------------------------------------------------------------------------------
@@ -805,6 +817,14 @@ def test_convert_suite_to_jsonl(tmp_path, capsys):
     assert run(["data", "convert", str(suite)], capsys)[0] == 2  # exists: needs --force
 
 
+def test_convert_csv_with_a_non_utf8_byte(tmp_path, capsys):
+    src = tmp_path / "latin1.csv"
+    src.write_bytes(b"input,expected\nola,x\ncaf\xe9,y\n")
+    code, _, err = run(["data", "convert", str(src)], capsys)
+    assert code == 1 and "line 3" in err and "0xe9" in err
+    assert not (tmp_path / "latin1.jsonl").exists()
+
+
 def test_convert_rejects_unknown_formats(tmp_path, capsys):
     src = tmp_path / "x.txt"
     src.write_text("hi")
@@ -827,6 +847,13 @@ def test_register_cli_in_the_pytest_ft_command(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["valid"] is True
     assert data.main(["data"]) == 2  # a subcommand is required
     assert data.main(["data", "validate", "--help"]) == 0
+
+
+def test_the_pytest_ft_command_runs_data_commands(tmp_path, capsys):
+    cli = pytest.importorskip("pytest_ft.cli")
+    path = write_jsonl(tmp_path / "t.jsonl", valid_rows(60) + ["{oops"])
+    assert cli.main(["data", "validate", str(path), "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["errors"] == {"invalid_json": 1}
 
 
 def test_python_dash_m_runs_the_commands(tmp_path):

@@ -103,7 +103,7 @@ ERROR_KINDS: dict[str, str] = {
     "truncated_line": "the last line is cut off (no newline, incomplete JSON)",
     "line_too_long": "the line is over the byte limit and was not parsed",
     "unrecognized_key": "a top-level key OpenAI does not accept",
-    "invalid_content_part": "a content list part that is not text (or an image in a user message)",
+    "invalid_content_part": "a content list part other than text (images only in user messages)",
     "invalid_weight": "weight other than 0 or 1, or on a non-assistant message",
     "invalid_name": "a message name that is not a string",
     "invalid_tool_calls": "malformed tool_calls / function_call, or on a non-assistant message",
@@ -680,7 +680,7 @@ class _Duplicates:
         if not self.candidates:
             return
         first: dict[int, int] = {}
-        for h, line in zip(self.hashes, self.lines):
+        for h, line in zip(self.hashes, self.lines, strict=True):
             if h in self.candidates:
                 seen = first.get(h)
                 if seen is None:
@@ -699,7 +699,8 @@ class ValidationReport:
     lines: int = 0
     examples: int = 0                         # non-blank lines
     valid_examples: int = 0
-    invalid_examples: int = 0                 # lines with at least one error
+    invalid_examples: int = 0                 # examples (non-blank lines) with at least one error
+    lines_with_errors: int = 0                # invalid examples and blank lines
     errors: dict[str, int] = field(default_factory=dict)
     warnings: dict[str, int] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)   # first --max-details errors, then warnings
@@ -749,7 +750,7 @@ class _Scan:
     """One streaming pass: validation problems and per-example compact numbers."""
 
     def __init__(self, path, model: str, *, max_line_bytes: int, max_details: int, progress: bool | None,
-                 label: str):
+                 label: str, find_duplicates: bool = True):
         self.path = str(path)
         self.model = model
         self.encoding = tokens.encoding_for_model(model)
@@ -767,12 +768,13 @@ class _Scan:
         self.lines = 0
         self.examples = 0
         self.invalid = 0
+        self.error_lines = 0
         self.format: str | None = None
         self.valid = 0
         self.n_messages: Counter[int] = Counter()   # histograms: value -> examples
         self.n_tokens: Counter[int] = Counter()
         self.n_assistant: Counter[int] = Counter()
-        self.duplicates = _Duplicates()
+        self.duplicates: _Duplicates | None = _Duplicates() if find_duplicates else None
         self.over_limit = 0
         self.billed = 0
 
@@ -792,11 +794,13 @@ class _Scan:
             if parsed.bom:
                 self._record("warning", 1, "utf8_bom", "the file starts with a UTF-8 byte-order mark (BOM)")
             if parsed.obj is _BLANK:
+                self.error_lines += 1
                 self._record("error", parsed.lineno, "blank_line", parsed.message)
                 continue
             self.examples += 1
             if parsed.kind:
                 self.invalid += 1
+                self.error_lines += 1
                 self._record("error", parsed.lineno, parsed.kind, parsed.message)
                 continue
             self._example(parsed.lineno, parsed.obj)
@@ -815,13 +819,14 @@ class _Scan:
                 line_errors.append(("mixed_example_types",
                                     f"a {'preference (DPO)' if kind == 'dpo' else 'chat'} example in a file whose "
                                     f"first example is {'chat' if kind == 'dpo' else 'a preference (DPO) one'}"))
-        for k, m in line_errors:
-            self._record("error", lineno, k, m)
+        if line_errors:  # an invalid example gets its errors only: warnings are about valid ones
+            self.invalid += 1
+            self.error_lines += 1
+            for k, m in line_errors:
+                self._record("error", lineno, k, m)
+            return
         for k, m in line_warnings:
             self._record("warning", lineno, k, m)
-        if line_errors:
-            self.invalid += 1
-            return
         if kind == "dpo":
             # OpenAI does not publish how preference examples are billed: we count both sequences,
             # the input with the preferred output and the input with the non-preferred one.
@@ -844,16 +849,18 @@ class _Scan:
         self.n_messages[n_msgs] += 1
         self.n_tokens[n_tok] += 1
         self.n_assistant[n_asst] += 1
-        self.duplicates.add(_canonical_hash(obj), lineno)
+        if self.duplicates is not None:
+            self.duplicates.add(_canonical_hash(obj), lineno)
 
     def _finish(self) -> None:
         if self.examples == 0:
             self._record("error", None, "empty_file",
                          "the file is empty" if self.lines == 0 else f"the file has no examples, only {self.lines} "
                                                                      f"blank line{'s' if self.lines != 1 else ''}")
-        for line, first in self.duplicates:
-            self._record("warning", line, "duplicate_example", f"the same example as line {first}")
-        self.duplicates = _Duplicates()  # frees the per-example arrays
+        if self.duplicates is not None:
+            for line, first in self.duplicates:
+                self._record("warning", line, "duplicate_example", f"the same example as line {first}")
+            self.duplicates = None  # frees the per-example arrays
         valid = self.valid
         if 0 < self.examples and valid < MIN_EXAMPLES:
             self._record("warning", None, "too_few_examples",
@@ -874,7 +881,7 @@ class _Scan:
         return ValidationReport(
             file=self.path, model=self.model, encoding=self.encoding, max_tokens_per_example=self.limit,
             format=self.format, lines=self.lines, examples=self.examples, valid_examples=self.valid,
-            invalid_examples=self.invalid, errors=dict(self.errors.most_common()),
+            invalid_examples=self.invalid, lines_with_errors=self.error_lines, errors=dict(self.errors.most_common()),
             warnings=dict(self.warnings.most_common()), problems=self.problems(), problems_truncated=self.truncated)
 
 
@@ -912,7 +919,7 @@ def stats(path: str | os.PathLike, model: str, *, epochs: int | None = None, pri
         except PriceFileError as exc:
             raise DataError(str(exc)) from None
     scan = _Scan(path, model, max_line_bytes=max_line_bytes, max_details=0, progress=progress,
-                 label=f"stats {path}").run()
+                 label=f"stats {path}", find_duplicates=False).run()
     n = scan.valid
     n_epochs = epochs if epochs is not None else default_epochs(n)
     charged = scan.billed * n_epochs if n_epochs is not None else None
@@ -1034,12 +1041,16 @@ def _final_answer(obj: Mapping[str, Any]) -> str:
     return ""
 
 
+MAX_STRATIFY_LABELS = 10_000
+
+
+def _check_val(val: float) -> None:
+    if not val > 0 or (val >= 1 and val != int(val)) or math.isinf(val):
+        raise DataError(f"--val must be a fraction between 0 and 1 or a whole number of examples, got {val}")
+
+
 def _val_count(n: int, val: float) -> int:
-    if val <= 0:
-        raise DataError(f"--val must be above 0, got {val}")
     k = int(val) if val >= 1 else round(n * val)
-    if val >= 1 and val != int(val):
-        raise DataError(f"--val must be a fraction below 1 or a whole number of examples, got {val}")
     if n >= 2:
         k = max(1, min(k, n - 1))
     else:
@@ -1059,6 +1070,7 @@ def split(path: str | os.PathLike, val: float = 0.1, seed: int = 0, *, stratify:
     src = Path(path)
     train_path = Path(out_train) if out_train else _default_output(src, ".train.jsonl")
     val_path = Path(out_val) if out_val else _default_output(src, ".val.jsonl")
+    _check_val(val)
     _check_outputs([train_path, val_path], [src], force)
     if not src.is_file():
         raise DataError(f"{src}: no such file" if not src.exists() else f"{src}: not a regular file")
@@ -1076,6 +1088,10 @@ def split(path: str | os.PathLike, val: float = 0.1, seed: int = 0, *, stratify:
             obj = parsed.obj
             label = _final_answer(obj) if isinstance(obj, dict) else ""
             label_of.append(labels.setdefault(label, len(labels)))
+            if len(labels) > MAX_STRATIFY_LABELS:
+                raise DataError(f"--stratify: more than {MAX_STRATIFY_LABELS:,} different final answers by line "
+                                f"{parsed.lineno}: the answers look like free text, not labels; split without "
+                                f"--stratify")
     k = _val_count(n, val)
     rng = random.Random(seed)
     in_val = bytearray(n)
@@ -1286,7 +1302,8 @@ def _load_suite(path: Path):
     except DataError:
         raise
     except Exception as exc:  # the suite loader's own error types carry file and line
-        raise DataError(f"{path}: {exc}", exit_code=1) from None
+        message = str(exc)
+        raise DataError(message if str(path) in message else f"{path}: {message}", exit_code=1) from None
 
 
 def check_leak(train: str | os.PathLike, suites: Sequence[str | os.PathLike], *,
@@ -1298,18 +1315,18 @@ def check_leak(train: str | os.PathLike, suites: Sequence[str | os.PathLike], *,
     a training example. The training file is streamed; only the eval cases are held.
     """
     train_path = Path(train)
-    wanted: dict[str, list[tuple[str, str]]] = {}
+    wanted: dict[str, list[tuple[int, str, str]]] = {}
     n_cases = 0
     for s in suites:
         sp = Path(s)
         if not sp.exists():
             raise DataError(f"{sp}: no such file")
         for case_id, texts in _eval_cases(sp):
-            n_cases += 1
             key = _input_key(texts)
             if key:
-                wanted.setdefault(key, []).append((str(sp), case_id))
-    hits: dict[tuple[str, str], Leak] = {}
+                wanted.setdefault(key, []).append((n_cases, str(sp), case_id))
+            n_cases += 1
+    hits: dict[int, Leak] = {}  # by the case's position among all eval cases
     n_train = 0
     for parsed in _examples_strict(train_path, max_line_bytes=max_line_bytes, progress=progress,
                                    label=f"check-leak {train_path}"):
@@ -1319,15 +1336,15 @@ def check_leak(train: str | os.PathLike, suites: Sequence[str | os.PathLike], *,
         if len(texts) > 1:
             keys.update(normalize_input(t) for t in texts)
         for key in keys:
-            for suite_file, case_id in wanted.get(key, ()):
-                leak = hits.get((suite_file, case_id))
+            for ordinal, suite_file, case_id in wanted.get(key, ()):
+                leak = hits.get(ordinal)
                 if leak is None:
-                    leak = hits[(suite_file, case_id)] = Leak(suite_file, case_id, key, [], 0)
+                    leak = hits[ordinal] = Leak(suite_file, case_id, key, [], 0)
                 leak.train_matches += 1
                 if len(leak.train_lines) < 5:
                     leak.train_lines.append(parsed.lineno)
     return LeakReport(train=str(train_path), suites=[str(s) for s in suites], cases=n_cases,
-                      train_examples=n_train, leaks=list(hits.values()))
+                      train_examples=n_train, leaks=[hits[i] for i in sorted(hits)])
 
 
 # --------------------------------------------------------------------------------------------
@@ -1434,11 +1451,22 @@ def _convert_csv(src: Path, dst: Path, input_col, expected_col, system) -> Conve
     skipped: list[dict[str, Any]] = []
     n_skipped = written = 0
     try:
-        fh = open(src, encoding="utf-8-sig", newline="")
+        fh = open(src, "rb")
     except OSError as exc:
         raise DataError(f"{src}: cannot read: {exc.strerror or exc}") from None
+
+    def text_lines() -> Iterator[str]:  # decoded one physical line at a time, for exact line numbers
+        for number, raw in enumerate(fh, 1):
+            if number == 1 and raw.startswith(_BOM):
+                raw = raw[3:]
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{src}: line {number}: not valid UTF-8 (byte 0x{raw[exc.start:exc.start + 1].hex()}"
+                                f" at byte {exc.start + 1}); save the file as UTF-8", 1) from None
+
     with fh, _AtomicWriter(dst) as out:
-        reader = csv.reader(fh, delimiter=delimiter)
+        reader = csv.reader(text_lines(), delimiter=delimiter)
         try:
             header = next(reader, None)
             if not header:
@@ -1461,9 +1489,6 @@ def _convert_csv(src: Path, dst: Path, input_col, expected_col, system) -> Conve
                     {"role": "user", "content": user}, {"role": "assistant", "content": answer}]
                 out.write(_jsonl_line({"messages": messages}))
                 written += 1
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{src}: line {reader.line_num + 1}: not valid UTF-8 ({exc.reason}); "
-                            f"save the file as UTF-8", 1) from None
         except csv.Error as exc:
             raise DataError(f"{src}: line {reader.line_num}: {exc}", 1) from None
     return ConvertReport(str(src), str(dst), "csv->jsonl", written, n_skipped, skipped,
@@ -1557,6 +1582,9 @@ def _convert_jsonl(src: Path, dst: Path, name: str | None, progress) -> ConvertR
                 continue
             out.write(dump([{"id": f"line{parsed.lineno}", **case}]))
             written += 1
+        if not written:
+            first = f" (line {skipped[0]['line']}: {skipped[0]['reason']})" if skipped else ""
+            raise DataError(f"{src}: no example could become a case{first}", exit_code=1)
     return ConvertReport(str(src), str(dst), "jsonl->suite", written, n_skipped, skipped)
 
 
@@ -1597,10 +1625,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         _print_json(report.to_dict())
         return 1 if failed else 0
     fmt = {"chat": "chat", "dpo": "preference (DPO)"}.get(report.format or "", "unknown")
+    model = _model_line(report.model, report.encoding, report.max_tokens_per_example)
     print(f"{report.file}: {report.lines:,} lines, {report.examples:,} examples ({fmt}), "
-          f"{report.valid_examples:,} valid; {_model_line(report.model, report.encoding, report.max_tokens_per_example)}")
+          f"{report.valid_examples:,} valid; {model}")
     if report.errors:
-        print(f"\nErrors ({sum(report.errors.values()):,} on {report.invalid_examples:,} lines):")
+        print(f"\nErrors ({sum(report.errors.values()):,} on {report.lines_with_errors:,} "
+              f"line{'s' if report.lines_with_errors != 1 else ''}):")
         print(tabulate([[k, _fmt(v), ERROR_KINDS.get(k, "")] for k, v in report.errors.items()],
                        headers=["kind", "count", "meaning"], colalign=("left", "right", "left")))
     if report.warnings:
@@ -1642,7 +1672,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     print(f"{report.file}: {report.examples:,} examples; "
           f"{_model_line(report.model, report.encoding, report.max_tokens_per_example)}")
     if report.errors:
-        print(f"({report.invalid_examples:,} lines with errors left out: "
+        print(f"({report.invalid_examples:,} invalid examples left out: "
               f"{', '.join(f'{k} {v}' for k, v in report.errors.items())}; run `pytest-ft data validate`)")
     print()
     print(tabulate([_dist_row("messages per example", report.messages_per_example),
@@ -1680,8 +1710,9 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         return 0
     cols = f" (input column {report.columns['input']!r}, expected column {report.columns['expected']!r})" \
         if report.columns else ""
-    print(f"{report.source} -> {report.output}: {report.written:,} "
-          f"{'cases' if report.direction.endswith('suite') else 'examples'} written{cols}")
+    noun = "case" if report.direction.endswith("suite") else "example"
+    print(f"{report.source} -> {report.output}: {report.written:,} {noun}{'s' if report.written != 1 else ''} "
+          f"written{cols}")
     if report.skipped:
         print(f"skipped {report.skipped:,}:")
         print(tabulate([[d.get("line", d.get("case")), d["reason"]] for d in report.skipped_details],
@@ -1717,8 +1748,9 @@ def _cmd_dedupe(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(report.to_dict())
         return 0
-    print(f"{report.file} -> {report.output}: {report.examples:,} examples, {report.removed:,} duplicates removed "
-          f"(by {report.by}), {report.kept:,} kept")
+    blank = f", {report.blank_lines_dropped:,} blank lines dropped" if report.blank_lines_dropped else ""
+    print(f"{report.file} -> {report.output}: {report.examples:,} examples, {report.removed:,} "
+          f"duplicate{'s' if report.removed != 1 else ''} removed (by {report.by}), {report.kept:,} kept{blank}")
     if report.duplicates:
         print()
         print(tabulate([[d["line"], d["duplicate_of"]] for d in report.duplicates[:20]],

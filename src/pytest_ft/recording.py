@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import yaml
 from vcr.cassette import Cassette
 from vcr.filters import decode_response
 from vcr.matchers import method, path
+from vcr.persisters.filesystem import CassetteDecodeError, CassetteNotFoundError
 from vcr.record_mode import RecordMode
 from vcr.request import Request as VcrRequest
 from vcr.serializers import yamlserializer
-import yaml
 
 RECORD_MODES = ("once", "new_episodes", "none", "all")
 REPLAYED_HEADER = "x-pytest-ft-replayed"
@@ -70,24 +71,39 @@ def _scrub_ids(value: Any) -> Any:
     return value
 
 
-def _readable_body(body: bytes | str | None) -> bytes | None:
-    """Pretty, scrubbed JSON so a recording reads well in review; non-JSON is scrubbed as text."""
+def _readable_body(body: bytes | str | None) -> tuple[bytes | None, Any]:
+    """Pretty, scrubbed JSON so a recording reads well in review; non-JSON is scrubbed as text.
+
+    Returns the body and its parsed form (for the matcher), so it is parsed only once.
+    """
     if not body:
-        return body if isinstance(body, bytes) or body is None else body.encode()
+        return (body if isinstance(body, bytes) or body is None else body.encode()), ("raw", body or b"")
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
     try:
-        text = json.dumps(_scrub_ids(json.loads(text)), indent=2, ensure_ascii=False)
+        parsed = ("json", _scrub_ids(json.loads(text)))
+        text = json.dumps(parsed[1], indent=2, ensure_ascii=False)
     except ValueError:
-        pass
-    return scrub_text(text).encode("utf-8")
+        parsed = None
+    scrubbed = scrub_text(text).encode("utf-8")
+    if parsed is None or scrubbed != text.encode("utf-8"):
+        parsed = None  # the matcher parses the scrubbed text when it needs to
+    return scrubbed, parsed
 
 
 def filter_request(request: VcrRequest) -> VcrRequest:
-    """vcrpy ``before_record_request``: keep only harmless headers, scrub the body."""
+    """vcrpy ``before_record_request``: keep only harmless headers, scrub the body.
+
+    vcrpy applies it on every lookup, so a request is filtered once and marked.
+    """
+    if getattr(request, "_ft_filtered", False):
+        return request
     for name in list(request.headers):
         if name.lower() not in KEPT_REQUEST_HEADERS:
             del request.headers[name]
-    request.body = _readable_body(request.body)
+    request.body, parsed = _readable_body(request.body)
+    if parsed is not None:
+        request._ft_parsed = parsed
+    request._ft_filtered = True
     return request
 
 
@@ -101,7 +117,7 @@ def filter_response(response: dict) -> dict | None:
         return None
     response = decode_response(response)
     response["headers"] = {k: v for k, v in response["headers"].items() if k.lower() in KEPT_RESPONSE_HEADERS}
-    response["body"]["string"] = _readable_body(response["body"]["string"])
+    response["body"]["string"] = _readable_body(response["body"]["string"])[0]
     return response
 
 
@@ -157,6 +173,36 @@ def vcr_record_mode(mode: str) -> RecordMode:
             "none": RecordMode.NONE, "all": RecordMode.ALL}[mode]
 
 
+class _Cassette(Cassette):
+    """vcrpy's Cassette, loading recordings as they were saved.
+
+    vcrpy's ``_load`` passes every stored interaction through the record filters again
+    (with a deep copy of each response), which is most of the cost of replaying. What is on
+    disk was filtered when it was recorded, so it is taken as it is. A cassette that cannot
+    be read is an error naming the file, where vcrpy would treat it as empty and record over it.
+    """
+
+    def _load(self) -> None:
+        try:
+            requests, responses, *metadata = self._persister.load_cassette(self._path, serializer=self._serializer)
+        except CassetteNotFoundError:
+            return
+        except (CassetteDecodeError, ValueError, yaml.YAMLError, KeyError, TypeError) as exc:
+            raise CassetteUnreadable(f"cannot read the recording {self._path}: {exc}") from exc
+        for request, response in zip(requests, responses):
+            request._ft_filtered = True
+            self.data.append((request, response))
+            self._old_interactions.append((request, response))
+        self._loaded_count = len(self.data)
+        self.dirty = False
+        self.rewound = True
+        self._metadata = metadata[0] if metadata else {}
+
+
+class CassetteUnreadable(Exception):
+    """A recording that exists but cannot be parsed; never overwritten."""
+
+
 @dataclass
 class CaseCassette:
     """The cassette of one case, plus what the runner needs to say about it."""
@@ -168,7 +214,7 @@ class CaseCassette:
 
     @classmethod
     def open(cls, path: Path, mode: str, case: str) -> "CaseCassette":
-        cassette = Cassette.load(
+        cassette = _Cassette.load(
             path=str(path), serializer=readable_yaml, record_mode=vcr_record_mode(mode), match_on=MATCH_ON,
             before_record_request=filter_request, before_record_response=filter_response,
             drop_unused_requests=(mode == "once"),

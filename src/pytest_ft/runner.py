@@ -30,7 +30,8 @@ import httpx2
 import openai
 
 from .graders import GradeContext
-from .recording import REPLAYED_HEADER, CaseCassette, RecordingMissing, RecordingTransport, current_cassette
+from .recording import (REPLAYED_HEADER, CaseCassette, CassetteUnreadable, RecordingMissing, RecordingTransport,
+                        current_cassette)
 
 DEFAULT_CONCURRENCY = 16
 DEFAULT_TIMEOUT = 60.0
@@ -298,11 +299,15 @@ class Runner:
                       replayed=REPLAYED_HEADER in response.headers)
 
     async def run_case(self, job: CaseJob) -> CaseResult:
-        case_cassette = self.open_cassette(job.cassette, job.case_id)
-        current_cassette.set(case_cassette)  # this task's context: every request below uses it
         result = CaseResult(models={ref.role: ModelOutcome(role=ref.role, model=ref.model) for ref in job.models},
                             judge_model=job.judge.model if job.judge else None,
-                            cassette=case_cassette.path if case_cassette else None)
+                            cassette=str(job.cassette) if job.cassette and self.record_mode else None)
+        try:
+            case_cassette = self.open_cassette(job.cassette, job.case_id)
+        except CassetteUnreadable as exc:
+            result.error = str(exc)
+            return result
+        current_cassette.set(case_cassette)  # this task's context: every request below uses it
         try:
             answers = await asyncio.gather(*(self.complete(ref, job.messages, job.params) for ref in job.models),
                                            return_exceptions=True)

