@@ -225,6 +225,21 @@ class CaseCassette:
     def path(self) -> str:
         return self.cassette._path
 
+    def play(self, request: VcrRequest) -> dict | None:
+        """The recorded response to ``request`` (marked played), or None."""
+        if self.cassette.can_play_response_for(request):
+            self.replayed += 1
+            return self.cassette.play_response(request)
+        return None
+
+    def play_json(self, url: str, body: dict) -> dict | None:
+        """Replay a JSON POST without building its HTTP request: the lookup is the same match
+        (method, path, parsed body) on the same cassette, minus the client's work to encode it.
+        A body that would have been scrubbed does not match here and takes the client path."""
+        request = VcrRequest("POST", url, b"", {})
+        request._ft_filtered, request._ft_parsed = True, ("json", body)
+        return self.play(request)
+
     def save(self, *, complete: bool) -> None:
         """Write the cassette if it changed. An incomplete case keeps what it did not replay."""
         if not complete:
@@ -248,9 +263,8 @@ class RecordingTransport(httpx2.AsyncBaseTransport):
         cassette = case_cassette.cassette
         body = await request.aread()
         vcr_request = VcrRequest(request.method, str(request.url), body, dict(request.headers))
-        if cassette.can_play_response_for(vcr_request):
-            recorded = cassette.play_response(vcr_request)
-            case_cassette.replayed += 1
+        recorded = case_cassette.play(vcr_request)
+        if recorded is not None:
             headers = [(k, v) for k, values in recorded["headers"].items() for v in values]
             headers.append((REPLAYED_HEADER, "1"))
             return httpx2.Response(recorded["status"]["code"], headers=headers,

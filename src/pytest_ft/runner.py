@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import email.utils
+import json
 import os
 import random
 import threading
@@ -262,6 +263,11 @@ class Runner:
             self._slots = asyncio.Semaphore(self.concurrency)
         client = self._client(ref.endpoint)
         body = {"model": ref.model, "messages": messages, **params, **ref.params}
+        case_cassette = current_cassette.get()
+        if case_cassette is not None:
+            recorded = case_cassette.play_json(f"{client.base_url}chat/completions", body)
+            if recorded is not None:
+                return self._answer(ref, json.loads(recorded["body"]["string"]), replayed=True)
         attempt = 0
         while True:
             async with self._slots:
@@ -289,14 +295,17 @@ class Runner:
                     self.in_flight -= 1
             attempt += 1
             await asyncio.sleep(delay)
+        return self._answer(ref, data, replayed=REPLAYED_HEADER in response.headers)
+
+    @staticmethod
+    def _answer(ref: ModelRef, data: Any, replayed: bool) -> Answer:
         try:
-            choice = data["choices"][0]
-            text = choice["message"].get("content")
+            text = data["choices"][0]["message"].get("content")
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise ApiError(f"{ref.role} model {ref.model!r}: unexpected response shape "
                            f"(no choices[0].message): {str(data)[:200]}") from exc
         return Answer(text=text if isinstance(text, str) else "", usage=Usage.from_api(data.get("usage")),
-                      replayed=REPLAYED_HEADER in response.headers)
+                      replayed=replayed)
 
     async def run_case(self, job: CaseJob) -> CaseResult:
         result = CaseResult(models={ref.role: ModelOutcome(role=ref.role, model=ref.model) for ref in job.models},
