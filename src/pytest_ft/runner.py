@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import email.utils
 import json
+import math
 import os
 import random
 import threading
@@ -181,6 +183,32 @@ def describe_api_error(exc: BaseException, ref: ModelRef) -> str:
     return f"{where}: {type(exc).__name__}: {exc}"
 
 
+class _ClientShards:
+    """One endpoint's clients, each with a small connection pool; a request takes the least busy.
+
+    httpcore scans every connection of its pool each time it assigns a request, so one pool of
+    128 connections spends more CPU per request than the request itself costs. Pools of at
+    most ``POOL_SIZE`` keep that scan short; with the runner's global limit, the least busy
+    pool always has a free connection.
+    """
+
+    POOL_SIZE = 16
+
+    def __init__(self, make_client, concurrency: int):
+        count = math.ceil(concurrency / self.POOL_SIZE)
+        self.clients = [make_client(math.ceil(concurrency / count)) for _ in range(count)]
+        self.busy = [0] * count
+
+    @contextlib.asynccontextmanager
+    async def least_busy(self):
+        index = min(range(len(self.busy)), key=self.busy.__getitem__)
+        self.busy[index] += 1
+        try:
+            yield self.clients[index]
+        finally:
+            self.busy[index] -= 1
+
+
 class Runner:
     """Owns the event loop thread, the clients (one per endpoint) and the concurrency limit."""
 
@@ -190,7 +218,7 @@ class Runner:
         self.timeout = timeout
         self.max_retries = max_retries
         self.record_mode = record_mode
-        self._clients: dict[Endpoint, openai.AsyncOpenAI] = {}
+        self._clients: dict[Endpoint, _ClientShards] = {}
         self._loop = asyncio.new_event_loop()
         self._slots: asyncio.Semaphore | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name="pytest-ft-runner", daemon=True)
@@ -234,23 +262,26 @@ class Runner:
     # -- on the loop -------------------------------------------------------------------------
 
     async def _aclose(self) -> None:
-        for client in self._clients.values():
-            await client.close()
+        for shards in self._clients.values():
+            for client in shards.clients:
+                await client.close()
         self._clients.clear()
 
-    def _client(self, endpoint: Endpoint) -> openai.AsyncOpenAI:
-        client = self._clients.get(endpoint)
-        if client is None:
-            limits = httpx2.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-            transport = RecordingTransport(httpx2.AsyncHTTPTransport(limits=limits))
-            client = openai.AsyncOpenAI(
-                api_key=os.environ.get(endpoint.api_key_env) or NO_KEY,
-                base_url=endpoint.base_url or None,
-                max_retries=0, timeout=self.timeout,
-                http_client=httpx2.AsyncClient(transport=transport, timeout=self.timeout),
-            )
-            self._clients[endpoint] = client
-        return client
+    def _shards(self, endpoint: Endpoint) -> "_ClientShards":
+        shards = self._clients.get(endpoint)
+        if shards is None:
+            def make_client(connections: int) -> openai.AsyncOpenAI:
+                limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
+                transport = RecordingTransport(httpx2.AsyncHTTPTransport(limits=limits))
+                return openai.AsyncOpenAI(
+                    api_key=os.environ.get(endpoint.api_key_env) or NO_KEY,
+                    base_url=endpoint.base_url or None,
+                    max_retries=0, timeout=self.timeout,
+                    http_client=httpx2.AsyncClient(transport=transport, timeout=self.timeout),
+                )
+
+            shards = self._clients[endpoint] = _ClientShards(make_client, self.concurrency)
+        return shards
 
     def open_cassette(self, path: Path | None, case: str) -> CaseCassette | None:
         if path is None or self.record_mode is None:
@@ -261,16 +292,16 @@ class Runner:
         """One chat completion, retried on transient failures; raises :class:`ApiError`."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
-        client = self._client(ref.endpoint)
+        shards = self._shards(ref.endpoint)
         body = {"model": ref.model, "messages": messages, **params, **ref.params}
         case_cassette = current_cassette.get()
         if case_cassette is not None:
-            recorded = case_cassette.play_json(f"{client.base_url}chat/completions", body)
+            recorded = case_cassette.play_json(f"{shards.clients[0].base_url}chat/completions", body)
             if recorded is not None:
                 return self._answer(ref, json.loads(recorded["body"]["string"]), replayed=True)
         attempt = 0
         while True:
-            async with self._slots:
+            async with self._slots, shards.least_busy() as client:
                 self.in_flight += 1
                 try:
                     # The client's documented raw-request path: auth, base URL, headers and
