@@ -29,6 +29,7 @@ _OPTIONS = [
     ("concurrency", f"requests in flight at once, across cases and models (default {DEFAULT_CONCURRENCY})", {}),
     ("timeout", "seconds per request before it is retried (default 60)", {}),
     ("retries", "retries of a request after 429, 5xx, timeouts or dropped connections (default 4)", {}),
+    ("tpm", "tokens-per-minute budget: requests wait rather than exceed it", {}),
     ("min-accuracy", "gate every suite on the tuned model's accuracy (0..1)", {}),
     ("report", "write the JSON report here", {}),
     ("prices", "YAML/JSON price file overriding the built-in per-1M-token prices", {}),

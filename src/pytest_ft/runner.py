@@ -33,6 +33,7 @@ import httpx2
 import openai
 
 from .graders import GradeContext
+from .ratelimit import AdaptiveLimiter
 from .recording import (REPLAYED_HEADER, CaseCassette, CassetteUnreadable, RecordingMissing, RecordingTransport,
                         current_cassette)
 
@@ -141,6 +142,13 @@ class CaseJob:
     cassette: Path | None = None
 
 
+def estimate_tokens(body: Mapping[str, Any]) -> int:
+    """A request's tokens before sending it (~4 characters a token, plus the answer's cap)."""
+    text = sum(len(str(m.get("content") or "")) for m in body.get("messages", ()))
+    answer = body.get("max_completion_tokens") or body.get("max_tokens") or 256
+    return text // 4 + 4 * len(body.get("messages", ())) + int(answer)
+
+
 def retry_delay(attempt: int, response: httpx2.Response | None) -> float:
     """Seconds to wait before retry ``attempt`` (0-based): the server's word, else backoff."""
     if response is not None:
@@ -213,18 +221,19 @@ class Runner:
     """Owns the event loop thread, the clients (one per endpoint) and the concurrency limit."""
 
     def __init__(self, *, concurrency: int = DEFAULT_CONCURRENCY, timeout: float = DEFAULT_TIMEOUT,
-                 max_retries: int = DEFAULT_RETRIES, record_mode: str | None = "once"):
+                 max_retries: int = DEFAULT_RETRIES, record_mode: str | None = "once",
+                 tokens_per_minute: int | None = None):
         self.concurrency = max(1, concurrency)
         self.timeout = timeout
         self.max_retries = max_retries
         self.record_mode = record_mode
         self._clients: dict[Endpoint, _ClientShards] = {}
         self._loop = asyncio.new_event_loop()
-        self._slots: asyncio.Semaphore | None = None
+        self.tokens_per_minute = tokens_per_minute
+        self.limiter: AdaptiveLimiter | None = None  # made on the loop, where it waits
         self._thread = threading.Thread(target=self._loop.run_forever, name="pytest-ft-runner", daemon=True)
         self._thread.start()
         self._futures: set[concurrent.futures.Future] = set()
-        self.in_flight = 0
 
     # -- public, called from pytest's thread -------------------------------------------------
 
@@ -290,8 +299,8 @@ class Runner:
 
     async def complete(self, ref: ModelRef, messages: list[dict], params: Mapping[str, Any]) -> Answer:
         """One chat completion, retried on transient failures; raises :class:`ApiError`."""
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.concurrency)
+        if self.limiter is None:
+            self.limiter = AdaptiveLimiter(self.concurrency, tokens_per_minute=self.tokens_per_minute)
         shards = self._shards(ref.endpoint)
         body = {"model": ref.model, "messages": messages, **params, **ref.params}
         case_cassette = current_cassette.get()
@@ -299,31 +308,36 @@ class Runner:
             recorded = case_cassette.play_json(f"{shards.clients[0].base_url}chat/completions", body)
             if recorded is not None:
                 return self._answer(ref, json.loads(recorded["body"]["string"]), replayed=True)
+        tokens = estimate_tokens(body) if self.tokens_per_minute else 0
         attempt = 0
         while True:
-            async with self._slots, shards.least_busy() as client:
-                self.in_flight += 1
-                try:
+            generation = await self.limiter.acquire(tokens)
+            outcome: dict[str, Any] = {"ok": False}
+            try:
+                async with shards.least_busy() as client:
                     # The client's documented raw-request path: auth, base URL, headers and
                     # error mapping as usual, without building typed models we would not use.
                     response = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
-                    data = response.json()
-                    break
-                except openai.APIStatusError as exc:
-                    if exc.status_code not in RETRY_STATUSES or attempt >= self.max_retries:
-                        raise ApiError(describe_api_error(exc, ref)) from exc
-                    delay = retry_delay(attempt, exc.response)
-                except RecordingMissing as exc:
-                    raise ApiError(f"{ref.role} model {ref.model!r}: {exc}") from None
-                except openai.APIConnectionError as exc:
-                    if attempt >= self.max_retries:
-                        raise ApiError(describe_api_error(exc, ref)) from exc
-                    delay = retry_delay(attempt, None)
-                except ValueError as exc:
-                    raise ApiError(f"{ref.role} model {ref.model!r}: the response is not JSON: "
-                                   f"{response.text[:200]!r}") from exc
-                finally:
-                    self.in_flight -= 1
+                outcome.update(ok=True, headers=response.headers)
+                data = response.json()
+                break
+            except openai.APIStatusError as exc:
+                outcome.update(headers=exc.response.headers, rate_limited=exc.status_code == 429)
+                if exc.status_code not in RETRY_STATUSES or attempt >= self.max_retries:
+                    raise ApiError(describe_api_error(exc, ref)) from exc
+                delay = retry_delay(attempt, exc.response)
+                outcome["retry_after"] = delay if exc.status_code == 429 else None
+            except RecordingMissing as exc:
+                raise ApiError(f"{ref.role} model {ref.model!r}: {exc}") from None
+            except openai.APIConnectionError as exc:
+                if attempt >= self.max_retries:
+                    raise ApiError(describe_api_error(exc, ref)) from exc
+                delay = retry_delay(attempt, None)
+            except ValueError as exc:
+                raise ApiError(f"{ref.role} model {ref.model!r}: the response is not JSON: "
+                               f"{response.text[:200]!r}") from exc
+            finally:
+                await self.limiter.release(generation=generation, next_tokens=tokens, **outcome)
             attempt += 1
             await asyncio.sleep(delay)
         return self._answer(ref, data, replayed=REPLAYED_HEADER in response.headers)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +41,7 @@ class Options:
     concurrency: int = 16
     timeout: float = 60.0
     retries: int = 4
+    tpm: int | None = None
     min_accuracy: float | None = None
     report: Path | None = None
     prices: Path | None = None
@@ -73,7 +76,7 @@ class Options:
             model=get("model"), base_model=get("base_model"), base_url=get("base_url"),
             judge_model=get("judge_model"),
             concurrency=number("concurrency", int, 16), timeout=number("timeout", float, 60.0),
-            retries=number("retries", int, 4), min_accuracy=number("min_accuracy", float, None),
+            retries=number("retries", int, 4), tpm=number("tpm", int, None), min_accuracy=number("min_accuracy", float, None),
             report=path("report"), prices=path("prices"),
             record_mode=get("record_mode") or "once", cassette_dir=path("cassette_dir"),
         )
@@ -118,6 +121,7 @@ class EvalSession:
         except PriceFileError as exc:
             raise pytest.UsageError(str(exc)) from exc
         self.runner: Runner | None = None
+        self._restore_sigterm = lambda: None
         self._futures: dict[str, concurrent.futures.Future] = {}
         self.is_worker = hasattr(config, "workerinput")
 
@@ -184,7 +188,8 @@ class EvalSession:
         if self.runner is None:
             o = self.options
             self.runner = Runner(concurrency=o.concurrency, timeout=o.timeout, max_retries=o.retries,
-                                 record_mode=o.record_mode)
+                                 record_mode=o.record_mode, tokens_per_minute=o.tpm)
+            self._restore_sigterm = _interrupt_on_sigterm()
         return self.runner
 
     def job(self, item: "FtCase") -> CaseJob:
@@ -236,6 +241,25 @@ class EvalSession:
         if self.runner is not None:
             self.runner.close()
             self.runner = None
+            self._restore_sigterm()
+
+
+def _interrupt_on_sigterm():
+    """Make SIGTERM (a CI job cancelled, ``timeout``) stop the run like Ctrl-C does.
+
+    By default SIGTERM kills Python on the spot; as a KeyboardInterrupt, pytest still runs
+    its session end, so the results so far are summarised and every finished case's
+    recording is already on disk. Returns the function that restores the old handler.
+    """
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return lambda: None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _xdist_queue(config: pytest.Config):

@@ -1,0 +1,136 @@
+"""Adaptive concurrency: back off on 429s, recover on successes, respect the server's limits.
+
+A fixed concurrency is either too timid or, on a busy account, a storm of 429s that each
+cost a retry. The limiter does what promptfoo and inspect_ai do — additive increase,
+multiplicative decrease (AIMD) — and also listens to what the server says:
+
+* a 429 halves the number of requests allowed in flight (at most once per round of
+  requests already sent, so one burst of 429s counts once); each ``limit`` successes in a
+  row add one back, up to the configured maximum;
+* ``Retry-After`` on a 429 pauses *every* new request until then, not only the one retried;
+* ``x-ratelimit-remaining-requests: 0`` / a ``x-ratelimit-remaining-tokens`` too small for
+  the next request pause new requests until ``x-ratelimit-reset-*``;
+* an optional tokens-per-minute budget keeps the run under a known limit: each request
+  reserves its estimated tokens in a one-minute sliding window before it is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import re
+import time
+from typing import Mapping
+
+_DURATION = re.compile(r"(?P<value>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_reset(value: str | None) -> float | None:
+    """OpenAI's reset durations: ``"1s"``, ``"6m0s"``, ``"250ms"``, or plain seconds."""
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    parts = list(_DURATION.finditer(value))
+    if not parts:
+        return None
+    return sum(float(p["value"]) * _UNIT_SECONDS[p["unit"]] for p in parts)
+
+
+class AdaptiveLimiter:
+    """An async limiter whose capacity adapts between 1 and ``maximum``."""
+
+    def __init__(self, maximum: int, *, tokens_per_minute: int | None = None, window: float = 60.0,
+                 clock=time.monotonic):
+        self.maximum = max(1, maximum)
+        self.window = window
+        self.limit = self.maximum
+        self.in_flight = 0
+        self.tokens_per_minute = tokens_per_minute
+        self.backoffs = 0
+        self._clock = clock
+        self._paused_until = 0.0
+        self._successes = 0
+        self._generation = 0  # bumped on each decrease; a 429 from an older generation is not counted again
+        self._window: collections.deque[tuple[float, int]] = collections.deque()
+        self._window_tokens = 0
+        self._changed = asyncio.Condition()
+
+    # -- acquiring --------------------------------------------------------------------------
+
+    async def acquire(self, estimated_tokens: int = 0) -> int:
+        """Wait for a slot (and the token budget); returns the generation the request runs in."""
+        async with self._changed:
+            while True:
+                now = self._clock()
+                if now < self._paused_until:
+                    await self._wait(self._paused_until - now)
+                    continue
+                if self.in_flight >= self.limit:
+                    await self._changed.wait()
+                    continue
+                wait = self._budget_wait(estimated_tokens, now)
+                if wait > 0:
+                    await self._wait(wait)
+                    continue
+                self.in_flight += 1
+                if self.tokens_per_minute:
+                    self._window.append((now, estimated_tokens))
+                    self._window_tokens += estimated_tokens
+                return self._generation
+
+    async def _wait(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout=max(seconds, 0.001))
+        except asyncio.TimeoutError:
+            pass
+
+    def _budget_wait(self, tokens: int, now: float) -> float:
+        if not self.tokens_per_minute:
+            return 0.0
+        while self._window and now - self._window[0][0] >= self.window:
+            self._window_tokens -= self._window.popleft()[1]
+        if not self._window or self._window_tokens + tokens <= self.tokens_per_minute:
+            return 0.0
+        return self.window - (now - self._window[0][0])
+
+    async def release(self, *, ok: bool, generation: int, headers: Mapping[str, str] | None = None,
+                      retry_after: float | None = None, rate_limited: bool = False,
+                      next_tokens: int = 0) -> None:
+        """Return a slot and learn from the response."""
+        async with self._changed:
+            self.in_flight -= 1
+            now = self._clock()
+            if rate_limited:
+                if generation == self._generation:
+                    self.limit = max(1, self.limit // 2)
+                    self._generation += 1
+                    self._successes = 0
+                    self.backoffs += 1
+                if retry_after:
+                    self._paused_until = max(self._paused_until, now + retry_after)
+            elif ok:
+                self._successes += 1
+                if self._successes >= self.limit and self.limit < self.maximum:
+                    self.limit += 1
+                    self._successes = 0
+            if headers is not None:
+                self._obey_headers(headers, now, next_tokens)
+            self._changed.notify_all()
+
+    def _obey_headers(self, headers: Mapping[str, str], now: float, next_tokens: int) -> None:
+        for kind, needed in (("requests", 1), ("tokens", max(next_tokens, 1))):
+            remaining = headers.get(f"x-ratelimit-remaining-{kind}")
+            if remaining is None:
+                continue
+            try:
+                if int(float(remaining)) >= needed:
+                    continue
+            except ValueError:
+                continue
+            reset = parse_reset(headers.get(f"x-ratelimit-reset-{kind}"))
+            if reset:
+                self._paused_until = max(self._paused_until, now + min(reset, 60.0))

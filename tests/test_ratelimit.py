@@ -1,0 +1,145 @@
+"""Adaptive concurrency, server rate-limit headers, token budgets, and interrupted runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from pytest_ft.ratelimit import AdaptiveLimiter, parse_reset
+
+TUNED = "ft:gpt-4o-mini-2024-07-18:acme:sentiment:abc123"
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_parse_reset_reads_openai_durations():
+    assert parse_reset("1s") == 1.0
+    assert parse_reset("6m0s") == 360.0
+    assert parse_reset("250ms") == 0.25
+    assert parse_reset("2.5") == 2.5
+    assert parse_reset("soon") is None and parse_reset(None) is None
+
+
+def test_a_429_halves_the_limit_once_per_round_and_successes_bring_it_back():
+    async def scenario():
+        limiter = AdaptiveLimiter(8)
+        generations = [await limiter.acquire() for _ in range(8)]
+        assert limiter.in_flight == 8
+        # a burst of 429s from requests sent in the same round counts once
+        for generation in generations[:3]:
+            await limiter.release(ok=False, rate_limited=True, generation=generation)
+        assert limiter.limit == 4 and limiter.backoffs == 1
+        for generation in generations[3:]:
+            await limiter.release(ok=True, generation=generation)
+        # a 429 in the new round halves again
+        await limiter.release(ok=False, rate_limited=True, generation=await limiter.acquire())
+        assert limiter.limit == 2
+        # additive increase: `limit` successes in a row add one slot, up to the maximum
+        for _ in range(40):
+            await limiter.release(ok=True, generation=await limiter.acquire())
+        assert limiter.limit == 8
+        return limiter
+
+    assert run(scenario()).in_flight == 0
+
+
+def test_requests_wait_for_a_free_slot():
+    async def scenario():
+        limiter = AdaptiveLimiter(2)
+        first, second = await limiter.acquire(), await limiter.acquire()
+        third = asyncio.ensure_future(limiter.acquire())
+        await asyncio.sleep(0.05)
+        assert not third.done()
+        await limiter.release(ok=True, generation=first)
+        await asyncio.wait_for(third, 1)
+        await limiter.release(ok=True, generation=second)
+
+    run(scenario())
+
+
+def test_retry_after_pauses_every_new_request():
+    async def scenario():
+        limiter = AdaptiveLimiter(4)
+        generation = await limiter.acquire()
+        await limiter.release(ok=False, rate_limited=True, generation=generation, retry_after=0.3)
+        start = time.monotonic()
+        await limiter.acquire()
+        return time.monotonic() - start
+
+    assert run(scenario()) >= 0.28
+
+
+def test_exhausted_ratelimit_headers_pause_until_reset():
+    async def scenario():
+        limiter = AdaptiveLimiter(4)
+        generation = await limiter.acquire()
+        await limiter.release(ok=True, generation=generation, next_tokens=50,
+                              headers={"x-ratelimit-remaining-requests": "10",
+                                       "x-ratelimit-remaining-tokens": "20",
+                                       "x-ratelimit-reset-tokens": "300ms"})
+        start = time.monotonic()
+        await limiter.acquire()
+        paused = time.monotonic() - start
+        generation = await limiter.acquire()
+        await limiter.release(ok=True, generation=generation,
+                              headers={"x-ratelimit-remaining-requests": "5", "x-ratelimit-remaining-tokens": "900"})
+        start = time.monotonic()
+        await limiter.acquire()
+        return paused, time.monotonic() - start
+
+    paused, not_paused = run(scenario())
+    assert paused >= 0.28 and not_paused < 0.05
+
+
+def test_token_budget_keeps_a_window_under_its_limit():
+    async def scenario():
+        limiter = AdaptiveLimiter(10, tokens_per_minute=100, window=0.4)
+        start = time.monotonic()
+        await limiter.acquire(60)
+        await limiter.acquire(30)   # 90 of 100: fits
+        await limiter.acquire(30)   # would be 120: waits for the first to leave the window
+        return time.monotonic() - start
+
+    assert run(scenario()) >= 0.38
+
+
+def test_a_run_under_many_429s_completes_every_case(pytester, server):
+    cases = "".join(f"  - {{id: c{i}, input: 'x{i} LABEL=L{i} FAULT=429x2', expected: L{i}}}\n" for i in range(20))
+    (pytester.path / "s.ft.yaml").write_text(f"models: {{tuned: {TUNED}}}\ncases:\n{cases}")
+    result = pytester.runpytest("--ft-concurrency=8", "--ft-disable-recording")
+    result.assert_outcomes(passed=20)
+    assert len(server.chat_requests()) == 20 * 2 * 3
+
+
+def test_sigterm_summarises_what_finished_and_the_next_run_pays_only_for_the_rest(pytester, server):
+    cases = "".join(f"  - {{id: c{i:02d}, input: 'x{i} LABEL=L SLOW=250', expected: L}}\n" for i in range(24))
+    (pytester.path / "s.ft.yaml").write_text(f"models: {{tuned: {TUNED}}}\ncases:\n{cases}")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--ft-concurrency=3"],
+                            cwd=pytester.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 30
+    while len(server.chat_requests()) < 12 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert "pytest-ft" in output and "suite s (s.ft.yaml)" in output, output  # the partial summary
+    recorded = sum(len(yaml.safe_load(p.read_text())["interactions"])
+                   for p in (pytester.path / "cassettes/s").glob("*.yaml"))
+    assert 8 <= recorded < 48
+    sent_first = len(server.chat_requests())
+
+    server.reset()
+    result = pytester.runpytest_subprocess("--ft-concurrency=8")
+    result.assert_outcomes(passed=24)
+    assert len(server.chat_requests()) == 48 - recorded  # only what was not saved is asked again
+    assert sent_first - recorded <= 3 * 2  # at most the requests in flight at the signal were lost
