@@ -15,6 +15,11 @@ YAML says what each model will do:
 * ``SLOW=ms``  waits that long before answering.
 * ``CACHED=n`` reports n cached prompt tokens.
 
+The Batch API is there too (``/v1/files``, ``/v1/batches``, file contents): each status
+poll moves a batch one step (validating, in_progress, finalizing, completed), or to
+``failed`` / ``expired`` when ``server.batch_outcome`` says so; requests with ``FAULT=400``
+land in the error file.
+
 A model whose name contains ``judge`` answers a grading JSON: score 0.9 when its prompt
 contains ``GOOD``, else 0.1. ``server.answers[model] = text`` forces one model's answer.
 Every request is kept in ``server.requests`` (path, headers, body), and ``max_in_flight``
@@ -24,6 +29,8 @@ sends, and an organization id in the body, for the secret-scrub tests.
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import json
 import re
 import threading
@@ -47,6 +54,10 @@ class FakeOpenAI:
         self.max_in_flight = 0
         self._fault_counts: dict[str, int] = {}
         self._lock = threading.Lock()
+        # the Batch API: uploaded files, batches, and how the next batch will end
+        self.files: dict[str, dict] = {}
+        self.batches: dict[str, dict] = {}
+        self.batch_outcome = "completed"  # or "failed", "expired"
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._server.request_queue_size = 512
@@ -68,6 +79,93 @@ class FakeOpenAI:
             self._fault_counts.clear()
             self.answers.clear()
             self.max_in_flight = 0
+            self.files.clear()
+            self.batches.clear()
+            self.batch_outcome = "completed"
+
+    # -- the Batch API ----------------------------------------------------------------------
+
+    def upload(self, content_type: str, raw: bytes) -> dict:
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+        fields = {part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
+                  for part in message.iter_parts()}
+        file_id = f"file-{len(self.files) + 1:04d}"
+        self.files[file_id] = {"id": file_id, "object": "file", "bytes": len(fields["file"]), "created_at": 1700000000,
+                               "filename": "input.jsonl", "purpose": fields["purpose"].decode(),
+                               "status": "processed", "content": fields["file"]}
+        return {k: v for k, v in self.files[file_id].items() if k != "content"}
+
+    def create_batch(self, body: dict) -> dict:
+        batch_id = f"batch_{len(self.batches) + 1:04d}"
+        lines = self.files[body["input_file_id"]]["content"].decode().splitlines()
+        self.batches[batch_id] = {
+            "id": batch_id, "object": "batch", "endpoint": body["endpoint"], "errors": None,
+            "input_file_id": body["input_file_id"], "completion_window": body["completion_window"],
+            "status": "validating", "output_file_id": None, "error_file_id": None, "created_at": 1700000000,
+            "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+            "metadata": body.get("metadata"), "_outcome": self.batch_outcome, "_polls": 0}
+        return self._public(self.batches[batch_id])
+
+    def _public(self, batch: dict) -> dict:
+        return {k: v for k, v in batch.items() if not k.startswith("_")}
+
+    def retrieve_batch(self, batch_id: str) -> dict:
+        """Each retrieve moves the batch one step: validating, in_progress, finalizing, the end."""
+        batch = self.batches[batch_id]
+        steps = {"completed": ["validating", "in_progress", "finalizing", "completed"],
+                 "expired": ["validating", "in_progress", "expired"],
+                 "failed": ["validating", "failed"]}[batch["_outcome"]]
+        status = steps[min(batch["_polls"], len(steps) - 1)]
+        batch["_polls"] += 1
+        if status != batch["status"] and status in ("completed", "expired"):
+            self._finish(batch, status)
+        elif status == "failed":
+            batch["errors"] = {"object": "list", "data": [{"code": "invalid_request", "line": 2, "param": "body.model",
+                                                           "message": "Model 'nope' is not available for batch"}]}
+        batch["status"] = status
+        return self._public(batch)
+
+    def _finish(self, batch: dict, status: str) -> None:
+        outputs, errors = [], []
+        lines = [json.loads(x) for x in self.files[batch["input_file_id"]]["content"].decode().splitlines()]
+        for number, line in enumerate(lines):
+            body, custom_id = line["body"], line["custom_id"]
+            if status == "expired" and number >= len(lines) // 2:
+                errors.append({"id": f"batch_req_{number}", "custom_id": custom_id, "response": None,
+                               "error": {"code": "batch_expired", "message": "This request could not be executed "
+                                         "before the completion window expired."}})
+                continue
+            user = _last_user(body["messages"])
+            if "FAULT=400" in user:
+                errors.append({"id": f"batch_req_{number}", "custom_id": custom_id, "error": None, "response": {
+                    "status_code": 400, "request_id": "req_x", "body": {"error": {
+                        "message": f"The model `{body['model']}` does not exist", "type": "invalid_request_error",
+                        "code": "model_not_found"}}}})
+                continue
+            outputs.append({"id": f"batch_req_{number}", "custom_id": custom_id, "error": None,
+                            "response": {"status_code": 200, "request_id": "req_x",
+                                         "body": self.completion(body["model"], body["messages"], user)}})
+        for kind, rows in (("output_file_id", outputs), ("error_file_id", errors)):
+            if rows:
+                file_id = f"file-{len(self.files) + 1:04d}"
+                self.files[file_id] = {"id": file_id, "object": "file", "purpose": "batch_output",
+                                       "content": "".join(json.dumps(r) + "\n" for r in rows).encode()}
+                batch[kind] = file_id
+        batch["request_counts"] = {"total": len(lines), "completed": len(outputs), "failed": len(errors)}
+
+    def completion(self, model: str, messages: list[dict], user: str) -> dict:
+        text = self.answer(model, messages)
+        prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages) + 3 * len(messages)
+        cached = re.search(r"CACHED=(\d+)", user)
+        return {
+            "id": "chatcmpl-test", "object": "chat.completion", "created": 1700000000, "model": model,
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": text, "refusal": None}}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
+                      "total_tokens": prompt_tokens + len(text.split()),
+                      "prompt_tokens_details": {"cached_tokens": int(cached.group(1)) if cached else 0}},
+        }
 
     def chat_requests(self, model: str | None = None) -> list[dict]:
         return [r for r in self.requests if r["path"].endswith("/chat/completions")
@@ -136,17 +234,36 @@ class FakeOpenAI:
                 self.wfile.write(body)
 
             def do_GET(self):
-                if self.path.rstrip("/").endswith("/models"):
+                with server._lock:
+                    server.requests.append({"path": self.path, "headers": dict(self.headers), "body": {}})
+                batch = re.fullmatch(r"/v1/batches/(batch_\d+)", self.path)
+                content = re.fullmatch(r"/v1/files/(file-\d+)/content", self.path)
+                if batch and batch.group(1) in server.batches:
+                    self._send(200, server.retrieve_batch(batch.group(1)))
+                elif content and content.group(1) in server.files:
+                    self._send(200, raw=server.files[content.group(1)]["content"])
+                elif self.path.rstrip("/").endswith("/models"):
                     self._send(200, {"object": "list", "data": []})
                 else:
                     self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
 
             def do_POST(self):
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path == "/v1/files":
+                    with server._lock:
+                        server.requests.append({"path": self.path, "headers": dict(self.headers), "body": {}})
+                        uploaded = server.upload(self.headers["Content-Type"], raw)
+                    self._send(200, uploaded)
+                    return
                 try:
                     body = json.loads(raw or b"{}")
                 except ValueError:
                     body = {}
+                if self.path == "/v1/batches":
+                    with server._lock:
+                        server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                        self._send(200, server.create_batch(body))
+                    return
                 with server._lock:
                     server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
                     server.in_flight += 1
@@ -186,17 +303,7 @@ class FakeOpenAI:
                 if fault == "BADJSON":
                     self._send(200, raw=b"<html>502 Bad Gateway</html>")
                     return
-                text = server.answer(model, messages)
-                prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages) + 3 * len(messages)
-                cached = re.search(r"CACHED=(\d+)", user)
-                response = {
-                    "id": "chatcmpl-test", "object": "chat.completion", "created": 1700000000, "model": model,
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": text, "refusal": None}}],
-                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
-                              "total_tokens": prompt_tokens + len(text.split()),
-                              "prompt_tokens_details": {"cached_tokens": int(cached.group(1)) if cached else 0}},
-                }
+                response = server.completion(model, messages, user)
                 if server.leaky:
                     response["organization_id"] = "org-LeakyOrganization0123456789"
                 self._send(200, response)

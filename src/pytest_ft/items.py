@@ -87,8 +87,12 @@ class FtCase(pytest.Item):
     def setup(self) -> None:
         from .session import SESSION_KEY
 
+        from .batch import Pending
+
         evals: EvalSession = self.config.stash[SESSION_KEY]
         self.result = evals.result_for(self)
+        if isinstance(self.result, Pending):
+            pytest.skip(f"submitted in batch {self.result.batch_id}; run the same command again to collect the results")
         self.ft_result = evals.result_record(self)
         for role, outcome in self.result.models.items():
             self.user_properties.append((f"ft.{role}.model", outcome.model))

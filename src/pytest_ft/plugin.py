@@ -45,6 +45,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest = "ft_" + name.replace("-", "_")
         group.addoption(f"--ft-{name}", dest=dest, default=None, help=help_text, **extra)
         parser.addini(dest, help_text)
+    group.addoption("--ft-batch", dest="ft_batch", action="store_true", default=None,
+                    help="send every suite's requests as OpenAI Batch API jobs (half price, within 24 h)")
+    group.addoption("--ft-batch-submit-only", dest="ft_batch_submit_only", action="store_true", default=False,
+                    help="with --ft-batch: submit the batches and exit; the same command later collects them")
+    group.addoption("--ft-batch-poll", dest="ft_batch_poll", default=None,
+                    help="seconds between batch status checks (default 30)")
+    parser.addini("ft_batch", "send requests through the Batch API", type="bool", default=False)
+    parser.addini("ft_batch_poll", "seconds between batch status checks")
     group.addoption("--ft-disable-recording", dest="ft_disable_recording", action="store_true", default=False,
                     help="send every request live and record nothing")
 

@@ -42,9 +42,9 @@ class Aggregator:
         return bool(self.cases or self.calls or self.suite_errors)
 
 
-def _cost(prices: PriceTable, model: str, usage: dict, missing: set[str]) -> float | None:
+def _cost(prices: PriceTable, model: str, usage: dict, missing: set[str], batch: bool = False) -> float | None:
     cost = prices.cost(model, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
-                       usage.get("cached_tokens", 0))
+                       usage.get("cached_tokens", 0), batch=batch)
     if cost is None and usage.get("requests"):
         missing.add(model)
     return cost
@@ -85,6 +85,7 @@ def build_report(aggregator: Aggregator, prices: PriceTable) -> dict:
 def _suite_report(records: list[dict], prices: PriceTable, missing: set[str]) -> dict:
     first = records[0]
     roles = list(first["models"])
+    batch = any(r.get("batch") for r in records)
     models: dict[str, dict] = {}
     for role in roles:
         outcomes = [r["outcomes"][role] for r in records if role in r["outcomes"]]
@@ -96,7 +97,7 @@ def _suite_report(records: list[dict], prices: PriceTable, missing: set[str]) ->
             "model": model, "cases": len(outcomes), "passed": passed,
             "errors": sum(1 for o in outcomes if o["error"]),
             "accuracy": passed / len(outcomes) if outcomes else 0.0,
-            **usage, "cost_usd": _cost(prices, model, usage, missing),
+            **usage, "cost_usd": _cost(prices, model, usage, missing, batch),
             "replayed": sum(1 for o in outcomes if o["replayed"]),
         }
     judge = None
@@ -105,7 +106,7 @@ def _suite_report(records: list[dict], prices: PriceTable, missing: set[str]) ->
         usage = {key: sum(r["judge_usage"][key] for r in judge_records)
                  for key in ("prompt_tokens", "completion_tokens", "cached_tokens", "requests")}
         judge_model = next(r["judge_model"] for r in judge_records)
-        judge = {"model": judge_model, **usage, "cost_usd": _cost(prices, judge_model, usage, missing)}
+        judge = {"model": judge_model, **usage, "cost_usd": _cost(prices, judge_model, usage, missing, batch)}
 
     fixed, regressions = [], []
     for r in records:
@@ -122,7 +123,7 @@ def _suite_report(records: list[dict], prices: PriceTable, missing: set[str]) ->
         gain = models["tuned"]["accuracy"] - models["base"]["accuracy"]
     errored = [r["id"] for r in records if r["errors"]]
     report = {
-        "suite": first["suite"], "file": first["file"], "thresholds": first["thresholds"],
+        "suite": first["suite"], "file": first["file"], "thresholds": first["thresholds"], "batch": batch,
         "gate": None, "models": models, "gain": gain, "judge": judge,
         "fixed": fixed, "regressions": regressions, "errored": errored,
         "cases": [_case_entry(r) for r in records],
@@ -185,7 +186,9 @@ def _fmt_gain(gain: float | None) -> str:
 
 
 def _fmt_cost(cost: float | None) -> str:
-    return "n/a" if cost is None else f"{cost:.4f}"
+    if cost is None:
+        return "n/a"
+    return f"{cost:,.2f}" if cost >= 1 else f"{cost:.6f}"
 
 
 def render(report: dict) -> str:
@@ -207,6 +210,8 @@ def render(report: dict) -> str:
             j = suite["judge"]
             lines.append(f"judge {j['model']}: {j['requests']} calls, {j['prompt_tokens']} prompt + "
                          f"{j['completion_tokens']} completion tokens, cost USD {_fmt_cost(j['cost_usd'])}")
+        if suite.get("batch"):
+            lines.append("answered through the Batch API: costs are at batch rates (half the standard price)")
         if suite["thresholds"]:
             lines.append("thresholds: " + ", ".join(f"{k}={v:g}" for k, v in suite["thresholds"].items()))
         lines.append(_id_list("fixed by tuning", suite["fixed"]))

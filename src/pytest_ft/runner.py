@@ -121,6 +121,7 @@ class CaseResult:
     judge_usage: Usage = field(default_factory=Usage)
     cassette: str | None = None
     error: str | None = None
+    batch: bool = False  # answered through the Batch API (priced at batch rates)
 
     @property
     def errors(self) -> list[str]:
@@ -243,6 +244,13 @@ class Runner:
         future.add_done_callback(self._futures.discard)
         return future
 
+    def submit_batch(self, run) -> concurrent.futures.Future:
+        """Run a :class:`~pytest_ft.batch.BatchRun` on the loop; its future gives results by case id."""
+        future = asyncio.run_coroutine_threadsafe(run.run(), self._loop)
+        self._futures.add(future)
+        future.add_done_callback(self._futures.discard)
+        return future
+
     def complete_sync(self, ref: ModelRef, messages: list[dict], params: Mapping[str, Any],
                       case_cassette: CaseCassette | None = None) -> Answer:
         """One call from pytest's thread (the ``ft_complete`` fixture), saved as soon as it returns."""
@@ -299,28 +307,40 @@ class Runner:
 
     async def complete(self, ref: ModelRef, messages: list[dict], params: Mapping[str, Any]) -> Answer:
         """One chat completion, retried on transient failures; raises :class:`ApiError`."""
-        if self.limiter is None:
-            self.limiter = AdaptiveLimiter(self.concurrency, tokens_per_minute=self.tokens_per_minute)
         shards = self._shards(ref.endpoint)
-        body = {"model": ref.model, "messages": messages, **params, **ref.params}
+        body = chat_body(ref, messages, params)
         case_cassette = current_cassette.get()
         if case_cassette is not None:
             recorded = case_cassette.play_json(f"{shards.clients[0].base_url}chat/completions", body)
             if recorded is not None:
                 return self._answer(ref, json.loads(recorded["body"]["string"]), replayed=True)
-        tokens = estimate_tokens(body) if self.tokens_per_minute else 0
+        # The client's documented raw-request path: auth, base URL, headers and error
+        # mapping as usual, without building typed models we would not use.
+        response = await self.request(
+            ref, lambda client: client.post("/chat/completions", body=body, cast_to=httpx2.Response),
+            tokens=estimate_tokens(body) if self.tokens_per_minute else 0)
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise ApiError(f"{ref.role} model {ref.model!r}: the response is not JSON: "
+                           f"{response.text[:200]!r}") from exc
+        return self._answer(ref, data, replayed=REPLAYED_HEADER in response.headers)
+
+    async def request(self, ref: ModelRef, send, *, tokens: int = 0) -> httpx2.Response:
+        """``send(client)`` on one of ``ref``'s endpoint clients, within the concurrency limit,
+        retried on 408/409/429/5xx, timeouts and dropped connections; raises :class:`ApiError`."""
+        if self.limiter is None:
+            self.limiter = AdaptiveLimiter(self.concurrency, tokens_per_minute=self.tokens_per_minute)
+        shards = self._shards(ref.endpoint)
         attempt = 0
         while True:
             generation = await self.limiter.acquire(tokens)
             outcome: dict[str, Any] = {"ok": False}
             try:
                 async with shards.least_busy() as client:
-                    # The client's documented raw-request path: auth, base URL, headers and
-                    # error mapping as usual, without building typed models we would not use.
-                    response = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
+                    response = await send(client)
                 outcome.update(ok=True, headers=response.headers)
-                data = response.json()
-                break
+                return response
             except openai.APIStatusError as exc:
                 outcome.update(headers=exc.response.headers, rate_limited=exc.status_code == 429)
                 if exc.status_code not in RETRY_STATUSES or attempt >= self.max_retries:
@@ -333,14 +353,10 @@ class Runner:
                 if attempt >= self.max_retries:
                     raise ApiError(describe_api_error(exc, ref)) from exc
                 delay = retry_delay(attempt, None)
-            except ValueError as exc:
-                raise ApiError(f"{ref.role} model {ref.model!r}: the response is not JSON: "
-                               f"{response.text[:200]!r}") from exc
             finally:
                 await self.limiter.release(generation=generation, next_tokens=tokens, **outcome)
             attempt += 1
             await asyncio.sleep(delay)
-        return self._answer(ref, data, replayed=REPLAYED_HEADER in response.headers)
 
     @staticmethod
     def _answer(ref: ModelRef, data: Any, replayed: bool) -> Answer:
@@ -353,9 +369,7 @@ class Runner:
                       replayed=replayed)
 
     async def run_case(self, job: CaseJob) -> CaseResult:
-        result = CaseResult(models={ref.role: ModelOutcome(role=ref.role, model=ref.model) for ref in job.models},
-                            judge_model=job.judge.model if job.judge else None,
-                            cassette=str(job.cassette) if job.cassette and self.record_mode else None)
+        result = new_result(job, cassette=str(job.cassette) if job.cassette and self.record_mode else None)
         try:
             case_cassette = self.open_cassette(job.cassette, job.case_id)
         except CassetteUnreadable as exc:
@@ -365,28 +379,9 @@ class Runner:
         try:
             answers = await asyncio.gather(*(self.complete(ref, job.messages, job.params) for ref in job.models),
                                            return_exceptions=True)
-            graded = []
             for ref, answer in zip(job.models, answers):
-                outcome = result.models[ref.role]
-                if isinstance(answer, ApiError):
-                    outcome.error = str(answer)
-                elif isinstance(answer, BaseException):
-                    raise answer
-                else:
-                    outcome.output, outcome.usage, outcome.replayed = answer.text, answer.usage, answer.replayed
-                    graded.append(outcome)
-            context = GradeContext(messages=job.messages, judge=self._judge_for(job, result))
-            grades = await asyncio.gather(*(job.grader(o.output, job.expected, context) for o in graded),
-                                          return_exceptions=True)
-            for outcome, grade in zip(graded, grades):
-                if isinstance(grade, ApiError):
-                    outcome.error = f"judge: {grade}"
-                elif isinstance(grade, Exception):
-                    outcome.error = f"grader failed: {type(grade).__name__}: {grade}"
-                elif isinstance(grade, BaseException):
-                    raise grade
-                else:
-                    outcome.passed, outcome.score, outcome.reason = bool(grade.passed), float(grade.score), grade.reason
+                record_answer(result.models[ref.role], answer)
+            await grade_case(job, result, self._judge_for(job, result))
         finally:
             if case_cassette is not None:
                 case_cassette.save(complete=not result.errors)
@@ -397,11 +392,54 @@ class Runner:
             return None
 
         async def judge(messages: list[dict], model: str | None = None) -> str:
-            ref = job.judge if not model else ModelRef("judge", model, job.judge.endpoint, job.judge.params)
-            answer = await self.complete(ref, messages, {"temperature": 0})
+            answer = await self.complete(judge_ref(job, model), messages, JUDGE_PARAMS)
             result.judge_usage.add(answer.usage)
             if model:
                 result.judge_model = model
             return answer.text
 
         return judge
+
+
+JUDGE_PARAMS = {"temperature": 0}
+
+
+def chat_body(ref: ModelRef, messages: list[dict], params: Mapping[str, Any]) -> dict:
+    return {"model": ref.model, "messages": messages, **params, **ref.params}
+
+
+def judge_ref(job: CaseJob, model: str | None) -> ModelRef:
+    """The judge, or the model a grader names for itself on the judge's endpoint."""
+    return job.judge if not model else ModelRef("judge", model, job.judge.endpoint, job.judge.params)
+
+
+def new_result(job: CaseJob, **fields: Any) -> CaseResult:
+    return CaseResult(models={ref.role: ModelOutcome(role=ref.role, model=ref.model) for ref in job.models},
+                      judge_model=job.judge.model if job.judge else None, **fields)
+
+
+def record_answer(outcome: ModelOutcome, answer: Answer | BaseException) -> None:
+    """An answer, or the API error that took its place, into the model's outcome."""
+    if isinstance(answer, ApiError):
+        outcome.error = str(answer)
+    elif isinstance(answer, BaseException):
+        raise answer
+    else:
+        outcome.output, outcome.usage, outcome.replayed = answer.text, answer.usage, answer.replayed
+
+
+async def grade_case(job: CaseJob, result: CaseResult, judge) -> None:
+    """Grade every model that answered; the graders (and their judge calls) run concurrently."""
+    answered = [o for o in result.models.values() if o.error is None and o.output is not None]
+    context = GradeContext(messages=job.messages, judge=judge)
+    grades = await asyncio.gather(*(job.grader(o.output, job.expected, context) for o in answered),
+                                  return_exceptions=True)
+    for outcome, grade in zip(answered, grades):
+        if isinstance(grade, ApiError):
+            outcome.error = f"judge: {grade}"
+        elif isinstance(grade, Exception):
+            outcome.error = f"grader failed: {type(grade).__name__}: {grade}"
+        elif isinstance(grade, BaseException):
+            raise grade
+        else:
+            outcome.passed, outcome.score, outcome.reason = bool(grade.passed), float(grade.score), grade.reason

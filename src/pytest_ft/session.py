@@ -10,7 +10,9 @@ flight together while pytest reports the items one by one.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
+import queue
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ from .runner import CaseJob, CaseResult, Endpoint, ModelRef, Runner
 from .suite import ModelSpec, Suite, SuiteError
 
 if TYPE_CHECKING:
+    from .batch import Pending
     from .items import FtCase
 
 SESSION_KEY = pytest.StashKey["EvalSession"]()
@@ -47,6 +50,9 @@ class Options:
     prices: Path | None = None
     record_mode: str | None = "once"  # None: recording disabled
     cassette_dir: Path | None = None
+    batch: bool = False
+    batch_submit_only: bool = False
+    batch_poll: float = 30.0
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> "Options":
@@ -80,6 +86,12 @@ class Options:
             report=path("report"), prices=path("prices"),
             record_mode=get("record_mode") or "once", cassette_dir=path("cassette_dir"),
         )
+        cli_batch = config.getoption("ft_batch", None)
+        options.batch = bool(cli_batch if cli_batch is not None else config.getini("ft_batch"))
+        options.batch_submit_only = bool(config.getoption("ft_batch_submit_only", False))
+        options.batch_poll = number("batch_poll", float, 30.0)
+        if options.batch_submit_only and not options.batch:
+            options.batch = True
         if config.getoption("ft_disable_recording", False):
             options.record_mode = None
         if options.concurrency < 1:
@@ -101,6 +113,7 @@ class SuitePlan:
     thresholds: dict[str, float]
     cassette_dir: Path | None
     params: dict = field(default_factory=dict)
+    batch: bool = False
 
     @property
     def gated(self) -> bool:
@@ -122,7 +135,8 @@ class EvalSession:
             raise pytest.UsageError(str(exc)) from exc
         self.runner: Runner | None = None
         self._restore_sigterm = lambda: None
-        self._futures: dict[str, concurrent.futures.Future] = {}
+        self._futures: dict[str, Any] = {}
+        self._messages: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.is_worker = hasattr(config, "workerinput")
 
     # -- collection --------------------------------------------------------------------------
@@ -174,7 +188,7 @@ class EvalSession:
         if o.record_mode is not None:
             cassette_dir = o.cassette_dir or suite.path.parent / "cassettes"
         return SuitePlan(suite=suite.name, file=self._relpath(suite.path), models=models, judge=judge,
-                         thresholds=thresholds, cassette_dir=cassette_dir)
+                         thresholds=thresholds, cassette_dir=cassette_dir, batch=o.batch or suite.batch)
 
     def _relpath(self, path: Path) -> str:
         try:
@@ -212,14 +226,56 @@ class EvalSession:
             indices = list(pending)
         return [item] + [items[i] for i in indices if isinstance(i, int) and isinstance(items[i], FtCase)]
 
-    def result_for(self, item: "FtCase") -> CaseResult:
+    def result_for(self, item: "FtCase") -> "CaseResult | Pending":
         if item.nodeid not in self._futures:
             runner = self._runner()
+            batches: dict[int, list] = {}
             for upcoming in self._upcoming(item):
-                if upcoming.nodeid not in self._futures:
+                if upcoming.nodeid in self._futures:
+                    continue
+                if upcoming.plan.batch:
+                    batches.setdefault(id(upcoming.plan), []).append(upcoming)
+                else:
                     self._futures[upcoming.nodeid] = runner.submit(self.job(upcoming))
-        future = self._futures.pop(item.nodeid)
-        return future.result()
+            for items in batches.values():
+                self._submit_batch(runner, items)
+        future, case_id = self._futures.pop(item.nodeid), None
+        if isinstance(future, tuple):
+            future, case_id = future
+        result = self._wait(future)
+        return result[case_id] if case_id is not None else result
+
+    def _submit_batch(self, runner: Runner, items: list["FtCase"]) -> None:
+        from .batch import BatchRun
+
+        plan = items[0].plan
+        run = BatchRun(runner=runner, suite=plan.suite, jobs=[self.job(i) for i in items],
+                       state_dir=self.config.rootpath / ".pytest-ft", cassette_dir=plan.cassette_dir,
+                       poll_interval=self.options.batch_poll, submit_only=self.options.batch_submit_only,
+                       say=self._messages.put)
+        future = runner.submit_batch(run)
+        for i in items:
+            self._futures[i.nodeid] = (future, i.case.id)
+
+    def _wait(self, future: concurrent.futures.Future):
+        """Wait for a result, printing the runner's status lines (batch progress) meanwhile."""
+        while True:
+            done, _ = concurrent.futures.wait([future], timeout=0.2)
+            self._print_messages()
+            if done:
+                return future.result()
+
+    def _print_messages(self) -> None:
+        if self._messages.empty():
+            return
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        while not self._messages.empty():
+            message = self._messages.get()
+            if reporter is None:
+                continue
+            with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+                reporter.write_line(f"pytest-ft: {message}")
 
     def result_record(self, item: "FtCase") -> dict:
         """What the controller needs to build tables: JSON-safe, so xdist can carry it."""
@@ -235,6 +291,7 @@ class EvalSession:
             "judge_model": result.judge_model,
             "cassette": result.cassette,
             "errors": result.errors,
+            "batch": result.batch,
         }
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ SUITE_PATTERNS = ("*.ft.yaml", "*.ft.yml")
 REQUIRED_ROLES = ("base", "tuned")
 
 SUITE_KEYS = {"suite", "description", "models", "system", "params", "grader", "thresholds", "judge",
-              "cases", "cases_file"}
+              "cases", "cases_file", "batch"}
 CASE_KEYS = {"id", "input", "messages", "expected", "grader", "params", "system", "description"}
 MODEL_KEYS = {"model", "base_url", "api_key_env", "params"}
 THRESHOLD_KEYS = {"accuracy": float, "min_gain": float, "max_cost_usd": float}
@@ -132,6 +132,7 @@ class Suite:
     cases: list[Case]
     judge: ModelSpec | None = None
     description: str = ""
+    batch: bool = False
 
     @property
     def gated(self) -> bool:
@@ -189,6 +190,9 @@ def parse_suite(data: Any, path: Path) -> Suite:
     models = _parse_models(root, path)
     judge = _parse_model(root["judge"], path, "judge", root.line_of("judge")) if root.get("judge") else None
     thresholds = _parse_thresholds(root, path)
+    batch = root.get("batch", False)
+    if not isinstance(batch, bool):
+        raise err("batch", "must be true or false")
 
     default_grader_spec = root.get("grader", "exact")
     try:
@@ -214,7 +218,7 @@ def parse_suite(data: Any, path: Path) -> Suite:
             raise SuiteError(path, case.line, "id", f"duplicate case id {case.id!r} (first at line {seen[case.id]})")
         seen[case.id] = case.line
     return Suite(name=name, path=path, models=models, system=system, params=params, thresholds=thresholds,
-                 cases=cases, judge=judge, description=str(root.get("description", "")))
+                 cases=cases, judge=judge, description=str(root.get("description", "")), batch=batch)
 
 
 def _wrap(data: dict) -> _Map:
