@@ -73,7 +73,9 @@ def run_pytest(suite: Path, url: str, concurrency: int, record: bool, workers: i
     if code != 0:
         sys.stderr.write(log.read_text()[-3000:])
     report = json.loads((suite.parent / "report.json").read_text()) if code in (0, 1) else {}
-    return {"wall_s": round(wall, 2), "session_s": report.get("duration_s"), "peak_mb": round(usage.ru_maxrss / 1024, 1), "exit": code,
+    models = report["suites"][0]["models"] if report.get("suites") else {}
+    accuracy = {role: round(m["accuracy"], 4) for role, m in models.items()}
+    return {"wall_s": round(wall, 2), "session_s": report.get("duration_s"), "accuracy": accuracy, "peak_mb": round(usage.ru_maxrss / 1024, 1), "exit": code,
             "requests": after["requests"] - before["requests"], "max_in_flight": after["max_in_flight"]}
 
 

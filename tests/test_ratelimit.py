@@ -38,18 +38,32 @@ def test_a_429_halves_the_limit_once_per_round_and_successes_bring_it_back():
         for generation in generations[:3]:
             await limiter.release(ok=False, rate_limited=True, generation=generation)
         assert limiter.limit == 4 and limiter.backoffs == 1
-        for generation in generations[3:]:
-            await limiter.release(ok=True, generation=generation)
-        # a 429 in the new round halves again
+        for generation in generations[3:]:  # answers of the old round do not grow it back yet...
+            await limiter.release(ok=False, rate_limited=True, generation=generation)
+        assert limiter.limit == 4
+        # ...a 429 in the new round, while 429s are still frequent, halves again
         await limiter.release(ok=False, rate_limited=True, generation=await limiter.acquire())
         assert limiter.limit == 2
-        # additive increase: `limit` successes in a row add one slot, up to the maximum
+        # successes win slots back, up to the maximum
         for _ in range(40):
             await limiter.release(ok=True, generation=await limiter.acquire())
         assert limiter.limit == 8
         return limiter
 
     assert run(scenario()).in_flight == 0
+
+
+def test_a_lone_429_that_says_retry_now_does_not_shrink_the_limit():
+    async def scenario():
+        limiter = AdaptiveLimiter(8)
+        for _ in range(30):
+            await limiter.release(ok=True, generation=await limiter.acquire())
+        await limiter.release(ok=False, rate_limited=True, generation=await limiter.acquire(), retry_after=0.0)
+        assert limiter.limit == 8 and limiter.backoffs == 0
+        await limiter.release(ok=False, rate_limited=True, generation=await limiter.acquire(), retry_after=0.5)
+        assert limiter.limit == 4  # the server asked to wait: back off
+
+    run(scenario())
 
 
 def test_requests_wait_for_a_free_slot():

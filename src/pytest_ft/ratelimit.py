@@ -4,9 +4,11 @@ A fixed concurrency is either too timid or, on a busy account, a storm of 429s t
 cost a retry. The limiter does what promptfoo and inspect_ai do — additive increase,
 multiplicative decrease (AIMD) — and also listens to what the server says:
 
-* a 429 halves the number of requests allowed in flight (at most once per round of
-  requests already sent, so one burst of 429s counts once); each ``limit`` successes in a
-  row add one back, up to the configured maximum;
+* sustained throttling halves the number of requests allowed in flight: a 429 that asks
+  to wait (``Retry-After`` > 0), or 429s making up 10% of the last 50 answers. At most once
+  per round of requests already sent, so one burst of 429s counts once. A lone 429 that
+  says "retry now" is just retried. Successes win slots back, one per quarter of the limit,
+  up to the configured maximum;
 * ``Retry-After`` on a 429 pauses *every* new request until then, not only the one retried;
 * ``x-ratelimit-remaining-requests: 0`` / a ``x-ratelimit-remaining-tokens`` too small for
   the next request pause new requests until ``x-ratelimit-reset-*``;
@@ -57,6 +59,7 @@ class AdaptiveLimiter:
         self._generation = 0  # bumped on each decrease; a 429 from an older generation is not counted again
         self._window: collections.deque[tuple[float, int]] = collections.deque()
         self._window_tokens = 0
+        self._recent: collections.deque[bool] = collections.deque(maxlen=50)
         self._changed = asyncio.Condition()
 
     # -- acquiring --------------------------------------------------------------------------
@@ -104,8 +107,11 @@ class AdaptiveLimiter:
         async with self._changed:
             self.in_flight -= 1
             now = self._clock()
+            self._recent.append(rate_limited)
             if rate_limited:
-                if generation == self._generation:
+                sustained = bool(retry_after and retry_after > 0.1) or \
+                    sum(self._recent) >= max(2, len(self._recent) // 10)
+                if sustained and generation == self._generation:
                     self.limit = max(1, self.limit // 2)
                     self._generation += 1
                     self._successes = 0
@@ -114,7 +120,7 @@ class AdaptiveLimiter:
                     self._paused_until = max(self._paused_until, now + retry_after)
             elif ok:
                 self._successes += 1
-                if self._successes >= self.limit and self.limit < self.maximum:
+                if self._successes >= max(1, self.limit // 4) and self.limit < self.maximum:
                     self.limit += 1
                     self._successes = 0
             if headers is not None:
