@@ -14,6 +14,8 @@ from . import __version__
 
 # Modules that add subcommands, in the order they appear in --help.
 COMMAND_MODULES = ("pytest_ft.data", "pytest_ft.cassettes")
+COMMAND_MODULES += ("pytest_ft.jobs",)
+COMMAND_MODULES += ("pytest_ft.local.server",)
 
 
 def build_parser() -> argparse.ArgumentParser:
