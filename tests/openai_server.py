@@ -8,6 +8,7 @@ YAML says what each model will do:
   name contains ``ft:`` answers ``WRONG`` when it holds ``TUNEDWRONG``.
 * ``ECHO``     the answer is the user message itself.
 * ``COUNT``    the answer is ``answer N``: the Nth time this model was asked this.
+* ``CYCLE=A,B`` the Nth time a model is asked this, it answers the Nth item (cycling).
 * ``FAULT=429xN`` / ``FAULT=500xN`` / ``FAULT=DROPxN`` / ``FAULT=BADJSONxN``: the first N
   requests for that (model, message) fail that way (429 with ``Retry-After: 0``; 500;
   the connection closed with no answer; a body that is not JSON). ``xN`` may be ``x99``.
@@ -195,6 +196,13 @@ class FakeOpenAI:
             return json.dumps({"score": score, "reason": "looks good" if score > 0.5 else "looks wrong"})
         if "ECHO" in user:
             return user
+        cycle = re.search(r"CYCLE=(\S+)", user)
+        if cycle:
+            with self._lock:
+                key = "cycle\0" + model + "\0" + user
+                self._fault_counts[key] = self._fault_counts.get(key, 0) + 1
+                options = cycle.group(1).split(",")
+                return options[(self._fault_counts[key] - 1) % len(options)]
         if "COUNT" in user:
             with self._lock:
                 key = "count\0" + model + "\0" + user

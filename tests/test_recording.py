@@ -168,7 +168,7 @@ def test_many_concurrent_cases_each_get_their_own_answer(pytester, server):
 
 
 def test_identical_repeated_requests_replay_in_order(pytester, server):
-    pytester.makepyfile(test_repeat=f"""
+    pytester.makepyfile(test_fixture_sampling=f"""
         def test_sampled_twice(ft_complete):
             first = ft_complete("same question COUNT")
             second = ft_complete("same question COUNT")
@@ -178,7 +178,7 @@ def test_identical_repeated_requests_replay_in_order(pytester, server):
     server.reset()
     run(pytester, f"--ft-model={TUNED}", "--ft-record-mode=none").assert_outcomes(passed=1)
     assert server.requests == []
-    assert (pytester.path / "cassettes/test_repeat/test_sampled_twice.yaml").exists()
+    assert (pytester.path / "cassettes/test_fixture_sampling/test_sampled_twice.yaml").exists()
 
 
 def test_no_secret_reaches_a_cassette_or_report(pytester, monkeypatch):

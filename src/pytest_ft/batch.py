@@ -31,7 +31,7 @@ import httpx2
 
 from .recording import REPLAYED_HEADER, CaseCassette, current_cassette
 from .runner import (JUDGE_PARAMS, Answer, ApiError, CaseJob, CaseResult, ModelRef, Runner, chat_body, grade_case,
-                     judge_ref, new_result, record_answer)
+                     judge_ref, new_result, record_answers)
 
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
 EXPLAINED = {
@@ -77,13 +77,17 @@ class BatchRun:
 
     async def run(self) -> dict[str, CaseResult | Pending]:
         results = {job.case_id: new_result(job, batch=True) for job in self.jobs}
-        lines = [_Line(f"{index}:{ref.role}", job, ref, chat_body(ref, job.messages, job.params))
-                 for index, job in enumerate(self.jobs) for ref in job.models]
+        lines = [_Line(f"{index}:{ref.role}" + (f"#{sample}" if job.repeat > 1 else ""), job, ref,
+                       chat_body(ref, job.messages, job.params))
+                 for index, job in enumerate(self.jobs) for ref in job.models for sample in range(job.repeat)]
         answers = await self._send(lines, "models")
         if answers is None:
             return {job.case_id: Pending(", ".join(self.batch_ids)) for job in self.jobs}
+        by_outcome: dict[tuple[str, str], list] = {}
         for line in lines:
-            record_answer(results[line.job.case_id].models[line.ref.role], answers[line.custom_id])
+            by_outcome.setdefault((line.job.case_id, line.ref.role), []).append(answers[line.custom_id])
+        for (case_id, role), got in by_outcome.items():
+            record_answers(results[case_id].models[role], got)
         await self._grade(results)
         return results
 

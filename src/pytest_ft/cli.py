@@ -13,9 +13,7 @@ import sys
 from . import __version__
 
 # Modules that add subcommands, in the order they appear in --help.
-COMMAND_MODULES = ("pytest_ft.data", "pytest_ft.cassettes")
-COMMAND_MODULES += ("pytest_ft.jobs",)
-COMMAND_MODULES += ("pytest_ft.local.server",)
+COMMAND_MODULES = ("pytest_ft.data", "pytest_ft.jobs", "pytest_ft.local.server", "pytest_ft.cassettes")
 
 
 def build_parser() -> argparse.ArgumentParser:

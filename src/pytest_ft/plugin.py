@@ -30,6 +30,8 @@ _OPTIONS = [
     ("timeout", "seconds per request before it is retried (default 60)", {}),
     ("retries", "retries of a request after 429, 5xx, timeouts or dropped connections (default 4)", {}),
     ("tpm", "tokens-per-minute budget: requests wait rather than exceed it", {}),
+    ("repeat", "sample each model N times per case, for suites and cases that do not say (default 1)", {}),
+    ("pass-if", "with repeats, a case passes when: majority (default), all, any, or a number k of samples", {}),
     ("min-accuracy", "gate every suite on the tuned model's accuracy (0..1)", {}),
     ("report", "write the JSON report here", {}),
     ("prices", "YAML/JSON price file overriding the built-in per-1M-token prices", {}),

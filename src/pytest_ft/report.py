@@ -122,10 +122,11 @@ def _suite_report(records: list[dict], prices: PriceTable, missing: set[str]) ->
     if "base" in models and "tuned" in models:
         gain = models["tuned"]["accuracy"] - models["base"]["accuracy"]
     errored = [r["id"] for r in records if r["errors"]]
+    flaky = [r["id"] for r in records if any(o.get("flaky") for o in r["outcomes"].values())]
     report = {
         "suite": first["suite"], "file": first["file"], "thresholds": first["thresholds"], "batch": batch,
         "gate": None, "models": models, "gain": gain, "judge": judge,
-        "fixed": fixed, "regressions": regressions, "errored": errored,
+        "fixed": fixed, "regressions": regressions, "errored": errored, "flaky": flaky,
         "cases": [_case_entry(r) for r in records],
     }
     report["gate"] = check_gate(report)
@@ -137,7 +138,8 @@ def _case_entry(record: dict) -> dict:
              "expected": record["expected"], "errors": record["errors"], "cassette": record["cassette"]}
     for role, outcome in record["outcomes"].items():
         entry[role] = {k: outcome[k] for k in ("model", "output", "passed", "score", "reason", "replayed", "error",
-                                                "prompt_tokens", "completion_tokens")}
+                                                "prompt_tokens", "completion_tokens", "samples", "pass_rate", "flaky")
+                       if k in outcome}
     return entry
 
 
@@ -216,6 +218,8 @@ def render(report: dict) -> str:
             lines.append("thresholds: " + ", ".join(f"{k}={v:g}" for k, v in suite["thresholds"].items()))
         lines.append(_id_list("fixed by tuning", suite["fixed"]))
         lines.append(_id_list("regressions", suite["regressions"]))
+        if suite.get("flaky"):
+            lines.append(_id_list("flaky (samples disagree)", suite["flaky"]))
         for failure in gate["failures"]:
             lines.append(f"GATE FAILED: {failure}")
         lines.append("")

@@ -108,10 +108,20 @@ class ModelOutcome:
     usage: Usage = field(default_factory=Usage)
     replayed: bool = False
     error: str | None = None
+    samples: list[dict] = field(default_factory=list)  # each sample's answer when a case is sampled repeatedly
+
+    @property
+    def flaky(self) -> bool:
+        """Samples that disagree: different answers, or some passing and some not."""
+        return len({s["output"] for s in self.samples}) > 1 or len({s["passed"] for s in self.samples}) > 1
 
     def to_dict(self) -> dict:
-        return {"model": self.model, "output": self.output, "passed": self.passed, "score": self.score,
-                "reason": self.reason, **self.usage.to_dict(), "replayed": self.replayed, "error": self.error}
+        entry = {"model": self.model, "output": self.output, "passed": self.passed, "score": self.score,
+                 "reason": self.reason, **self.usage.to_dict(), "replayed": self.replayed, "error": self.error}
+        if len(self.samples) > 1:
+            entry.update(samples=self.samples, flaky=self.flaky,
+                         pass_rate=sum(s["passed"] for s in self.samples) / len(self.samples))
+        return entry
 
 
 @dataclass
@@ -141,6 +151,8 @@ class CaseJob:
     models: list[ModelRef]
     judge: ModelRef | None = None
     cassette: Path | None = None
+    repeat: int = 1
+    pass_if: str | int = "majority"
 
 
 def estimate_tokens(body: Mapping[str, Any]) -> int:
@@ -377,10 +389,11 @@ class Runner:
             return result
         current_cassette.set(case_cassette)  # this task's context: every request below uses it
         try:
-            answers = await asyncio.gather(*(self.complete(ref, job.messages, job.params) for ref in job.models),
+            answers = await asyncio.gather(*(self.complete(ref, job.messages, job.params)
+                                             for ref in job.models for _ in range(job.repeat)),
                                            return_exceptions=True)
-            for ref, answer in zip(job.models, answers):
-                record_answer(result.models[ref.role], answer)
+            for number, ref in enumerate(job.models):
+                record_answers(result.models[ref.role], answers[number * job.repeat:(number + 1) * job.repeat])
             await grade_case(job, result, self._judge_for(job, result))
         finally:
             if case_cassette is not None:
@@ -418,28 +431,60 @@ def new_result(job: CaseJob, **fields: Any) -> CaseResult:
                       judge_model=job.judge.model if job.judge else None, **fields)
 
 
-def record_answer(outcome: ModelOutcome, answer: Answer | BaseException) -> None:
-    """An answer, or the API error that took its place, into the model's outcome."""
-    if isinstance(answer, ApiError):
-        outcome.error = str(answer)
-    elif isinstance(answer, BaseException):
-        raise answer
-    else:
-        outcome.output, outcome.usage, outcome.replayed = answer.text, answer.usage, answer.replayed
+def record_answers(outcome: ModelOutcome, answers: list[Answer | BaseException]) -> None:
+    """A model's answers to a case (one per sample), or the API error that took their place."""
+    for answer in answers:
+        if isinstance(answer, ApiError):
+            outcome.error = outcome.error or str(answer)
+        elif isinstance(answer, BaseException):
+            raise answer
+    if outcome.error:
+        return
+    for answer in answers:
+        outcome.usage.add(answer.usage)
+    texts = [a.text for a in answers]
+    outcome.output = max(texts, key=texts.count)  # the most frequent answer stands for the model
+    outcome.replayed = all(a.replayed for a in answers)
+    outcome.samples = [{"output": text} for text in texts]
+
+
+def passes(rule: str | int, passed: int, samples: int) -> bool:
+    """Whether ``passed`` of ``samples`` samples pass the case under ``rule``."""
+    if rule == "all":
+        return passed == samples
+    if rule == "any":
+        return passed >= 1
+    if rule == "majority":
+        return passed * 2 > samples
+    return passed >= int(rule)
 
 
 async def grade_case(job: CaseJob, result: CaseResult, judge) -> None:
-    """Grade every model that answered; the graders (and their judge calls) run concurrently."""
+    """Grade every sample of every model that answered; graders (and judge calls) run concurrently."""
     answered = [o for o in result.models.values() if o.error is None and o.output is not None]
     context = GradeContext(messages=job.messages, judge=judge)
-    grades = await asyncio.gather(*(job.grader(o.output, job.expected, context) for o in answered),
+    work = [(o, sample) for o in answered for sample in o.samples]
+    grades = await asyncio.gather(*(job.grader(sample["output"], job.expected, context) for _, sample in work),
                                   return_exceptions=True)
-    for outcome, grade in zip(answered, grades):
+    for (outcome, sample), grade in zip(work, grades):
         if isinstance(grade, ApiError):
-            outcome.error = f"judge: {grade}"
+            outcome.error = outcome.error or f"judge: {grade}"
         elif isinstance(grade, Exception):
-            outcome.error = f"grader failed: {type(grade).__name__}: {grade}"
+            outcome.error = outcome.error or f"grader failed: {type(grade).__name__}: {grade}"
         elif isinstance(grade, BaseException):
             raise grade
         else:
-            outcome.passed, outcome.score, outcome.reason = bool(grade.passed), float(grade.score), grade.reason
+            sample.update(passed=bool(grade.passed), score=float(grade.score), reason=grade.reason)
+    for outcome in answered:
+        if outcome.error:
+            continue
+        samples = outcome.samples
+        if len(samples) == 1:
+            outcome.passed, outcome.score, outcome.reason = samples[0]["passed"], samples[0]["score"], samples[0]["reason"]
+            continue
+        passed = sum(s["passed"] for s in samples)
+        outcome.passed = passes(job.pass_if, passed, len(samples))
+        outcome.score = sum(s["score"] for s in samples) / len(samples)
+        rule = f"at least {job.pass_if}" if isinstance(job.pass_if, int) else job.pass_if
+        outcome.reason = f"{passed}/{len(samples)} samples passed (rule: {rule})" + \
+            ("; answers disagree" if outcome.flaky else "")

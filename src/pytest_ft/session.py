@@ -45,6 +45,8 @@ class Options:
     timeout: float = 60.0
     retries: int = 4
     tpm: int | None = None
+    repeat: int = 1
+    pass_if: str | int = "majority"
     min_accuracy: float | None = None
     report: Path | None = None
     prices: Path | None = None
@@ -82,7 +84,8 @@ class Options:
             model=get("model"), base_model=get("base_model"), base_url=get("base_url"),
             judge_model=get("judge_model"),
             concurrency=number("concurrency", int, 16), timeout=number("timeout", float, 60.0),
-            retries=number("retries", int, 4), tpm=number("tpm", int, None), min_accuracy=number("min_accuracy", float, None),
+            retries=number("retries", int, 4), tpm=number("tpm", int, None),
+            repeat=number("repeat", int, 1), pass_if=_pass_rule(get("pass_if")), min_accuracy=number("min_accuracy", float, None),
             report=path("report"), prices=path("prices"),
             record_mode=get("record_mode") or "once", cassette_dir=path("cassette_dir"),
         )
@@ -94,6 +97,8 @@ class Options:
             options.batch = True
         if config.getoption("ft_disable_recording", False):
             options.record_mode = None
+        if not 1 <= options.repeat <= 100:
+            raise pytest.UsageError("--ft-repeat must be a whole number from 1 to 100")
         if options.concurrency < 1:
             raise pytest.UsageError("--ft-concurrency must be at least 1")
         if options.min_accuracy is not None and not 0 <= options.min_accuracy <= 1:
@@ -207,9 +212,12 @@ class EvalSession:
         return self.runner
 
     def job(self, item: "FtCase") -> CaseJob:
-        case, plan = item.case, item.plan
+        case, plan, suite = item.case, item.plan, item.suite
+        repeat = case.repeat or suite.repeat or self.options.repeat
+        pass_if = case.pass_if or suite.pass_if or self.options.pass_if
         return CaseJob(case_id=case.id, messages=case.messages, expected=case.expected, grader=case.grader,
-                       params=case.params, models=plan.models, judge=plan.judge,
+                       params=case.params, models=plan.models, judge=plan.judge, repeat=repeat,
+                       pass_if=pass_if if not isinstance(pass_if, int) else min(pass_if, repeat),
                        cassette=cassette_path(plan.cassette_dir, plan.suite, case.id) if plan.cassette_dir else None)
 
     def _upcoming(self, item: "FtCase") -> list["FtCase"]:
@@ -333,6 +341,16 @@ def _xdist_queue(config: pytest.Config):
         if queue is not None and hasattr(queue, "lock"):
             return queue
     return None
+
+
+def _pass_rule(value: str | None) -> str | int:
+    if value is None:
+        return "majority"
+    if value in ("majority", "all", "any"):
+        return value
+    if str(value).isdigit() and int(value) >= 1:
+        return int(value)
+    raise pytest.UsageError(f"--ft-pass-if: expected majority, all, any or a number, got {value!r}")
 
 
 def default_endpoint(options: Options) -> Endpoint:

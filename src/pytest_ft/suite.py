@@ -21,8 +21,10 @@ SUITE_PATTERNS = ("*.ft.yaml", "*.ft.yml")
 REQUIRED_ROLES = ("base", "tuned")
 
 SUITE_KEYS = {"suite", "description", "models", "system", "params", "grader", "thresholds", "judge",
-              "cases", "cases_file", "batch"}
-CASE_KEYS = {"id", "input", "messages", "expected", "grader", "params", "system", "description"}
+              "cases", "cases_file", "batch", "repeat", "pass_if"}
+CASE_KEYS = {"id", "input", "messages", "expected", "grader", "params", "system", "description", "repeat", "pass_if"}
+PASS_RULES = ("majority", "all", "any")
+MAX_REPEAT = 100
 MODEL_KEYS = {"model", "base_url", "api_key_env", "params"}
 THRESHOLD_KEYS = {"accuracy": float, "min_gain": float, "max_cost_usd": float}
 MESSAGE_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
@@ -108,6 +110,8 @@ class Case:
     params: dict
     line: int
     grader_spec: Any = None
+    repeat: int | None = None  # None: the suite's (or the command line's) default
+    pass_if: str | int | None = None
 
     @property
     def input(self) -> str:
@@ -133,6 +137,8 @@ class Suite:
     judge: ModelSpec | None = None
     description: str = ""
     batch: bool = False
+    repeat: int | None = None
+    pass_if: str | int | None = None
 
     @property
     def gated(self) -> bool:
@@ -193,6 +199,7 @@ def parse_suite(data: Any, path: Path) -> Suite:
     batch = root.get("batch", False)
     if not isinstance(batch, bool):
         raise err("batch", "must be true or false")
+    repeat, pass_if = parse_repeat(root, path, "")
 
     default_grader_spec = root.get("grader", "exact")
     try:
@@ -218,7 +225,25 @@ def parse_suite(data: Any, path: Path) -> Suite:
             raise SuiteError(path, case.line, "id", f"duplicate case id {case.id!r} (first at line {seen[case.id]})")
         seen[case.id] = case.line
     return Suite(name=name, path=path, models=models, system=system, params=params, thresholds=thresholds,
-                 cases=cases, judge=judge, description=str(root.get("description", "")), batch=batch)
+                 cases=cases, judge=judge, description=str(root.get("description", "")), batch=batch,
+                 repeat=repeat, pass_if=pass_if)
+
+
+def parse_repeat(node: _Map, path: Path, prefix: str) -> tuple[int | None, str | int | None]:
+    """``repeat: N`` samples each model N times; ``pass_if`` says how many samples must pass."""
+    repeat = node.get("repeat")
+    if repeat is not None and (isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= MAX_REPEAT):
+        raise SuiteError(path, node.line_of("repeat"), f"{prefix}repeat", f"must be a whole number from 1 to {MAX_REPEAT}")
+    pass_if = node.get("pass_if")
+    if pass_if is not None:
+        valid = pass_if in PASS_RULES or (isinstance(pass_if, int) and not isinstance(pass_if, bool) and pass_if >= 1)
+        if not valid:
+            raise SuiteError(path, node.line_of("pass_if"), f"{prefix}pass_if",
+                             f"must be one of {', '.join(PASS_RULES)} or a number of samples (at least k)")
+        if isinstance(pass_if, int) and repeat is not None and pass_if > repeat:
+            raise SuiteError(path, node.line_of("pass_if"), f"{prefix}pass_if",
+                             f"{pass_if} passing samples out of repeat: {repeat} can never happen")
+    return repeat, pass_if
 
 
 def _wrap(data: dict) -> _Map:
@@ -351,8 +376,10 @@ def _parse_case(raw: Any, index: int, path: Path, system: str | None, params: di
         grader.check_expected(expected)
     except graders_module.GraderError as exc:
         raise SuiteError(path, raw.line_of("expected"), "expected", f"case {case_id!r}: {exc}") from exc
+    repeat, pass_if = parse_repeat(raw, path, "")
     return Case(id=case_id, messages=_with_system(messages, case_system), expected=expected,
-                grader=grader, params=case_params, line=raw.line, grader_spec=_plain(spec))
+                grader=grader, params=case_params, line=raw.line, grader_spec=_plain(spec),
+                repeat=repeat, pass_if=pass_if)
 
 
 def _plain(value: Any) -> Any:
