@@ -6,6 +6,7 @@ Hooks and fixtures only; the work lives in ``session`` (plans and scheduling), `
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import pytest
 
 from .items import FtCase, FtFile, FtSuiteError
 from .recording import RECORD_MODES
+from .html_report import write_html
+from .markdown_report import append_step_summary, render_markdown, write_markdown
 from .report import Aggregator, build_report, render, write_json
 from .runner import DEFAULT_CONCURRENCY, ModelRef
 from .session import SESSION_KEY, EvalSession
@@ -33,7 +36,11 @@ _OPTIONS = [
     ("repeat", "sample each model N times per case, for suites and cases that do not say (default 1)", {}),
     ("pass-if", "with repeats, a case passes when: majority (default), all, any, or a number k of samples", {}),
     ("min-accuracy", "gate every suite on the tuned model's accuracy (0..1)", {}),
+    ("max-regressions", "gate every suite on cases that regressed since --ft-baseline (else against base)", {}),
+    ("baseline", "an earlier JSON report to compare with, case by case", {}),
     ("report", "write the JSON report here", {}),
+    ("markdown", "write the summary as GitHub Markdown here (also appended to $GITHUB_STEP_SUMMARY)", {}),
+    ("html", "write a self-contained HTML report here", {}),
     ("prices", "YAML/JSON price file overriding the built-in per-1M-token prices", {}),
     ("record-mode", "vcrpy record mode: once (default: replay what is recorded, record what is missing), "
                     "new_episodes, none (replay only, no network), all (re-record)", {"choices": RECORD_MODES}),
@@ -116,10 +123,16 @@ class Controller:
             return
         evals = self.config.stash[SESSION_KEY]
         options = evals.options
-        self.report = build_report(self.aggregator, evals.prices)
+        self.report = build_report(self.aggregator, evals.prices, evals.baseline)
         self.report["duration_s"] = round(time.perf_counter() - self.started, 3)
         if options.report:
             write_json(self.report, options.report)
+        diff = self.report.get("baseline", {}).get("suites")
+        markdown = write_markdown(self.report, options.markdown, diff) if options.markdown else None
+        if os.environ.get("GITHUB_STEP_SUMMARY"):
+            append_step_summary(markdown or render_markdown(self.report, diff))
+        if options.html:
+            write_html(self.report, options.html, diff)
         if not self.report["passed"] and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -129,8 +142,9 @@ class Controller:
         terminalreporter.section("pytest-ft")
         terminalreporter.write_line(render(self.report))
         options = self.config.stash[SESSION_KEY].options
-        if options.report:
-            terminalreporter.write_line(f"JSON report: {options.report}")
+        for kind, path in (("JSON", options.report), ("Markdown", options.markdown), ("HTML", options.html)):
+            if path:
+                terminalreporter.write_line(f"{kind} report: {path}")
 
 
 @pytest.hookimpl(trylast=True)

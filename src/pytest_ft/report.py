@@ -19,7 +19,9 @@ from typing import Any, Iterable
 
 from tabulate import tabulate
 
+from .baseline import compare, suite_key
 from .pricing import PriceTable
+from .stats import format_p, suite_significance
 
 REPORT_VERSION = 1
 
@@ -59,13 +61,23 @@ def _sum_costs(values: Iterable[float | None]) -> float | None:
     return total
 
 
-def build_report(aggregator: Aggregator, prices: PriceTable) -> dict:
-    """The JSON report: one entry per suite, in the order suites first reported."""
+def build_report(aggregator: Aggregator, prices: PriceTable, baseline: dict | None = None) -> dict:
+    """The JSON report: one entry per suite, in the order suites first reported.
+
+    With a ``baseline`` (an earlier report), each suite also says what changed since then,
+    and ``max_regressions`` gates on the cases that regressed since then.
+    """
     by_suite: dict[str, list[dict]] = defaultdict(list)
     for record in aggregator.cases:
         by_suite[record["file"] + "::" + record["suite"]].append(record)
     missing: set[str] = set()
     suites = [_suite_report(records, prices, missing) for records in by_suite.values()]
+    diffs = compare({"suites": suites}, baseline) if baseline is not None else {}
+    for suite in suites:
+        suite["significance"] = suite_significance(suite)
+        if baseline is not None:
+            suite["baseline"] = diffs.get(suite_key(suite))
+        suite["gate"] = check_gate(suite)
     replayed = sum(1 for r in aggregator.cases for o in r["outcomes"].values() if o["replayed"])
     total_calls = sum(1 for r in aggregator.cases for o in r["outcomes"].values() if o["output"] is not None)
     report = {
@@ -76,6 +88,8 @@ def build_report(aggregator: Aggregator, prices: PriceTable) -> dict:
         "invalid_suites": aggregator.suite_errors,
         "calls": {"replayed": replayed, "live": total_calls - replayed},
     }
+    if baseline is not None:
+        report["baseline"] = {"suites": diffs}
     if aggregator.calls:
         report["fixtures"] = _fixture_report(aggregator.calls, prices, missing)
     report["unpriced_models"] = sorted(missing)
@@ -129,7 +143,6 @@ def _suite_report(records: list[dict], prices: PriceTable, missing: set[str]) ->
         "fixed": fixed, "regressions": regressions, "errored": errored, "flaky": flaky,
         "cases": [_case_entry(r) for r in records],
     }
-    report["gate"] = check_gate(report)
     return report
 
 
@@ -160,6 +173,19 @@ def check_gate(suite: dict) -> dict:
         gain = suite["gain"]
         if gain is None or gain < thresholds["min_gain"] - 1e-12:
             failures.append(f"gain over base {_fmt_gain(gain)} < {thresholds['min_gain']:+.3f}")
+    if "max_regressions" in thresholds:
+        since = suite.get("baseline")
+        regressed = since["regressed"] if since is not None else suite["regressions"]
+        if len(regressed) > thresholds["max_regressions"]:
+            what = "since the baseline" if since is not None else "against the base model"
+            failures.append(f"{len(regressed)} case(s) regressed {what} (max {thresholds['max_regressions']:g}): "
+                            f"{', '.join(regressed[:10])}")
+    if "max_p_value" in thresholds:
+        significance = suite.get("significance")
+        if significance is None or significance["p_value"] > thresholds["max_p_value"]:
+            p = "n/a" if significance is None else format_p(significance["p_value"])
+            small = " (too few cases or flips to tell)" if significance and significance["too_small"] else ""
+            failures.append(f"gain not significant: McNemar p={p} > {thresholds['max_p_value']:g}{small}")
     if "max_cost_usd" in thresholds:
         cost = tuned.get("cost_usd")
         if cost is None:
@@ -212,6 +238,20 @@ def render(report: dict) -> str:
             j = suite["judge"]
             lines.append(f"judge {j['model']}: {j['requests']} calls, {j['prompt_tokens']} prompt + "
                          f"{j['completion_tokens']} completion tokens, cost USD {_fmt_cost(j['cost_usd'])}")
+        significance = suite.get("significance")
+        if significance and significance["gain"]["value"] is not None:
+            low, high = significance["gain"]["ci"]
+            lines.append(f"is the gain real? {_fmt_gain(significance['gain']['value'])} "
+                         f"(95% CI {low * 100:+.1f} to {high * 100:+.1f} pp), McNemar "
+                         f"p={format_p(significance['p_value'])}: {significance['verdict']}")
+        since = suite.get("baseline")
+        if since is not None:
+            then, now = since.get("accuracy_then"), since.get("accuracy_now")
+            accuracy = " → ".join("n/a" if a is None else f"{a * 100:.1f}%" for a in (then, now))
+            lines.append(f"since the baseline ({since['status']}): accuracy {accuracy}")
+            for title in ("regressed", "fixed", "added", "removed"):
+                if since.get(title):
+                    lines.append("  " + _id_list(title, since[title]))
         if suite.get("batch"):
             lines.append("answered through the Batch API: costs are at batch rates (half the standard price)")
         if suite["thresholds"]:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .baseline import BaselineError, load_baseline
 from .pricing import PriceFileError, PriceTable, fine_tuned_base
 from .recording import cassette_path
 from .runner import CaseJob, CaseResult, Endpoint, ModelRef, Runner
@@ -49,6 +50,10 @@ class Options:
     pass_if: str | int = "majority"
     min_accuracy: float | None = None
     report: Path | None = None
+    markdown: Path | None = None
+    html: Path | None = None
+    baseline: Path | None = None
+    max_regressions: int | None = None
     prices: Path | None = None
     record_mode: str | None = "once"  # None: recording disabled
     cassette_dir: Path | None = None
@@ -86,7 +91,8 @@ class Options:
             concurrency=number("concurrency", int, 16), timeout=number("timeout", float, 60.0),
             retries=number("retries", int, 4), tpm=number("tpm", int, None),
             repeat=number("repeat", int, 1), pass_if=_pass_rule(get("pass_if")), min_accuracy=number("min_accuracy", float, None),
-            report=path("report"), prices=path("prices"),
+            report=path("report"), markdown=path("markdown"), html=path("html"), baseline=path("baseline"),
+            max_regressions=number("max_regressions", int, None), prices=path("prices"),
             record_mode=get("record_mode") or "once", cassette_dir=path("cassette_dir"),
         )
         cli_batch = config.getoption("ft_batch", None)
@@ -136,7 +142,8 @@ class EvalSession:
         self.options = Options.from_config(config)
         try:
             self.prices = PriceTable.from_file(self.options.prices)
-        except PriceFileError as exc:
+            self.baseline = load_baseline(self.options.baseline) if self.options.baseline else None
+        except (PriceFileError, BaselineError) as exc:
             raise pytest.UsageError(str(exc)) from exc
         self.runner: Runner | None = None
         self._restore_sigterm = lambda: None
@@ -189,6 +196,8 @@ class EvalSession:
         thresholds = dict(suite.thresholds)
         if o.min_accuracy is not None:
             thresholds["accuracy"] = o.min_accuracy
+        if o.max_regressions is not None:
+            thresholds["max_regressions"] = o.max_regressions
         cassette_dir = None
         if o.record_mode is not None:
             cassette_dir = o.cassette_dir or suite.path.parent / "cassettes"

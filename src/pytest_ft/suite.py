@@ -26,7 +26,8 @@ CASE_KEYS = {"id", "input", "messages", "expected", "grader", "params", "system"
 PASS_RULES = ("majority", "all", "any")
 MAX_REPEAT = 100
 MODEL_KEYS = {"model", "base_url", "api_key_env", "params"}
-THRESHOLD_KEYS = {"accuracy": float, "min_gain": float, "max_cost_usd": float}
+THRESHOLD_KEYS = {"accuracy": float, "min_gain": float, "max_cost_usd": float, "max_regressions": int,
+                  "max_p_value": float}
 MESSAGE_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 
 
@@ -314,8 +315,10 @@ def _parse_thresholds(root: _Map, path: Path) -> dict[str, float]:
     for key, value in raw.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SuiteError(path, raw.line_of(key), f"thresholds.{key}", "must be a number")
-        if key == "accuracy" and not 0 <= value <= 1:
+        if key in ("accuracy", "max_p_value") and not 0 <= value <= 1:
             raise SuiteError(path, raw.line_of(key), f"thresholds.{key}", "must be between 0 and 1")
+        if key == "max_regressions" and (value < 0 or int(value) != value):
+            raise SuiteError(path, raw.line_of(key), f"thresholds.{key}", "must be a whole number, 0 or more")
         out[key] = float(value)
     return out
 
