@@ -157,3 +157,29 @@ def test_sigterm_summarises_what_finished_and_the_next_run_pays_only_for_the_res
     result.assert_outcomes(passed=24)
     assert len(server.chat_requests()) == 48 - recorded  # only what was not saved is asked again
     assert sent_first - recorded <= 3 * 2  # at most the requests in flight at the signal were lost
+
+
+def test_progress_line_counts_cases_requests_and_tokens(server):
+    from pytest_ft.runner import CaseJob, Endpoint, ModelRef, Runner
+    from pytest_ft.graders import build_grader
+
+    runner = Runner(concurrency=4, record_mode=None)
+    try:
+        ref = ModelRef("tuned", TUNED, Endpoint(server.url))
+        jobs = [CaseJob(case_id=f"c{i}", messages=[{"role": "user", "content": f"LABEL=A x{i}"}], expected="A",
+                        grader=build_grader("exact"), params={}, models=[ref]) for i in range(3)]
+        for future in [runner.submit(job) for job in jobs]:
+            future.result(timeout=10)
+        line = runner.progress(5)
+        assert line.startswith("3/5 cases done · 0 requests in flight · ")
+        assert line.endswith(f"{3 * (5 + 1)} tokens")  # 3 x (2 words + 3 per message) + 1 completion word
+    finally:
+        runner.close()
+
+
+def test_no_progress_lines_in_ci_logs(pytester, server):
+    cases = "".join(f"  - {{id: c{i}, input: 'x{i} LABEL=L SLOW=400', expected: L}}\n" for i in range(12))
+    (pytester.path / "s.ft.yaml").write_text(f"models: {{tuned: {TUNED}}}\ncases:\n{cases}")
+    result = pytester.runpytest("--ft-concurrency=2", "--ft-disable-recording")  # output is not a terminal
+    result.assert_outcomes(passed=12)
+    assert "cases done" not in result.stdout.str()

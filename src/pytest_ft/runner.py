@@ -244,6 +244,8 @@ class Runner:
         self._loop = asyncio.new_event_loop()
         self.tokens_per_minute = tokens_per_minute
         self.limiter: AdaptiveLimiter | None = None  # made on the loop, where it waits
+        self.cases_done = 0
+        self.tokens = 0
         self._thread = threading.Thread(target=self._loop.run_forever, name="pytest-ft-runner", daemon=True)
         self._thread.start()
         self._futures: set[concurrent.futures.Future] = set()
@@ -398,7 +400,17 @@ class Runner:
         finally:
             if case_cassette is not None:
                 case_cassette.save(complete=not result.errors)
+            self.cases_done += 1
+            self.tokens += sum(o.usage.prompt_tokens + o.usage.completion_tokens for o in result.models.values())
+            self.tokens += result.judge_usage.prompt_tokens + result.judge_usage.completion_tokens
         return result
+
+    def progress(self, total: int) -> str:
+        """One line on how the run goes: for a terminal while pytest waits on a case."""
+        in_flight = self.limiter.in_flight if self.limiter else 0
+        limit = f" (limit {self.limiter.limit} after 429s)" if self.limiter and self.limiter.backoffs else ""
+        return (f"{self.cases_done}/{total} cases done · {in_flight} requests in flight{limit} · "
+                f"{self.tokens:,} tokens")
 
     def _judge_for(self, job: CaseJob, result: CaseResult):
         if job.judge is None:

@@ -15,6 +15,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -147,6 +148,7 @@ class EvalSession:
             raise pytest.UsageError(str(exc)) from exc
         self.runner: Runner | None = None
         self._restore_sigterm = lambda: None
+        self._progress_shown = time.monotonic()
         self._futures: dict[str, Any] = {}
         self._messages: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.is_worker = hasattr(config, "workerinput")
@@ -275,12 +277,25 @@ class EvalSession:
             self._futures[i.nodeid] = (future, i.case.id)
 
     def _wait(self, future: concurrent.futures.Future):
-        """Wait for a result, printing the runner's status lines (batch progress) meanwhile."""
+        """Wait for a result, printing the runner's status lines (batch progress) meanwhile.
+
+        On a terminal, every few seconds a line also says how the whole run is going; CI logs
+        (no terminal, or ``CI`` set) stay quiet.
+        """
         while True:
             done, _ = concurrent.futures.wait([future], timeout=0.2)
+            now = time.monotonic()
+            if now - self._progress_shown >= 5 and self.show_progress and self.runner is not None:
+                self._messages.put(self.runner.progress(len(self._futures) + self.runner.cases_done + (not done)))
+                self._progress_shown = now
             self._print_messages()
             if done:
                 return future.result()
+
+    @property
+    def show_progress(self) -> bool:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        return bool(reporter is not None and reporter.isatty() and not os.environ.get("CI"))
 
     def _print_messages(self) -> None:
         if self._messages.empty():
