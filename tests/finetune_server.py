@@ -27,7 +27,9 @@ Knobs the tests set (``reset()`` restores them):
 * ``status_alias``: rename statuses (``{"queued": "pending"}``, Azure style), and
   ``extra_job_fields``: fields the SDK does not know, added to every job object.
 
-Every request is kept in ``requests`` (method, path, query, headers, body bytes).
+Every request is kept in ``requests`` (method, path, query, headers, body bytes). With
+``chat`` set to a ``FakeOpenAI``, chat completions are answered here as that server would,
+so one endpoint both fine-tunes and serves (as OpenAI does).
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ class FakeFineTuning:
             self.retry_after = "0"
             self.status_alias: dict[str, str] = {}
             self.extra_job_fields: dict = {}
+            self.chat = None
 
     # -- helpers for assertions --------------------------------------------------------------
 
@@ -215,6 +218,10 @@ class FakeFineTuning:
                 self._route("POST")
 
             def _dispatch(self, method, parts, query, raw):
+                if parts == ["chat", "completions"] and server.chat is not None and method == "POST":
+                    body = json.loads(raw)  # models answer as the chat test server's would
+                    user = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
+                    return self._send(200, server.chat.completion(body["model"], body["messages"], user))
                 if parts == ["files"]:
                     return self._upload(raw) if method == "POST" else self._send(200, {
                         "object": "list", "data": list(reversed(server.files.values())), "has_more": False})

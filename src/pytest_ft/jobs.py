@@ -1554,3 +1554,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     register_cli(sub)
     args = parser.parse_args(list(argv) if argv is not None else None)
     return int(args.func(args) or 0)
+
+
+def known_job(content_hash: str, state_dir: str | os.PathLike = DEFAULT_STATE_DIR) -> dict | None:
+    """The newest state-file entry for ``content_hash`` on any endpoint, without reaching the API."""
+    try:
+        jobs = _State(state_dir).load()["jobs"]
+    except JobError:
+        return None
+    return next((e for e in reversed(jobs) if e.get("hash") == content_hash), None)
+
+
+def record_job(job: JobInfo, state_dir: str | os.PathLike = DEFAULT_STATE_DIR) -> None:
+    """Keep a followed job's end (status, model, trained tokens) in the state file."""
+    _State(state_dir).update_job(job)

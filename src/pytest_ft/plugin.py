@@ -36,6 +36,8 @@ _OPTIONS = [
     ("repeat", "sample each model N times per case, for suites and cases that do not say (default 1)", {}),
     ("pass-if", "with repeats, a case passes when: majority (default), all, any, or a number k of samples", {}),
     ("min-accuracy", "gate every suite on the tuned model's accuracy (0..1)", {}),
+    ("train", "fine-tune on this chat JSONL (unless --ft-model is given) and evaluate the model it makes", {}),
+    ("train-poll", "seconds between fine-tuning job status checks (default 10)", {}),
     ("max-regressions", "gate every suite on cases that regressed since --ft-baseline (else against base)", {}),
     ("baseline", "an earlier JSON report to compare with, case by case", {}),
     ("report", "write the JSON report here", {}),
@@ -62,6 +64,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="seconds between batch status checks (default 30)")
     parser.addini("ft_batch", "send requests through the Batch API", type="bool", default=False)
     parser.addini("ft_batch_poll", "seconds between batch status checks")
+    group.addoption("--ft-launch", dest="ft_launch", action="store_true", default=False,
+                    help="allow launching a (paid) fine-tuning job when none matches the training data")
     group.addoption("--ft-disable-recording", dest="ft_disable_recording", action="store_true", default=False,
                     help="send every request live and record nothing")
 

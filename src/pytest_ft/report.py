@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import tempfile
 from collections import defaultdict
@@ -137,13 +138,63 @@ def _suite_report(records: list[dict], prices: PriceTable, missing: set[str]) ->
         gain = models["tuned"]["accuracy"] - models["base"]["accuracy"]
     errored = [r["id"] for r in records if r["errors"]]
     flaky = [r["id"] for r in records if any(o.get("flaky") for o in r["outcomes"].values())]
+    cost_benefit = _cost_benefit(models, gain, first.get("training"), prices)
     report = {
         "suite": first["suite"], "file": first["file"], "thresholds": first["thresholds"], "batch": batch,
+        "cost_benefit": cost_benefit,
         "gate": None, "models": models, "gain": gain, "judge": judge,
         "fixed": fixed, "regressions": regressions, "errored": errored, "flaky": flaky,
         "cases": [_case_entry(r) for r in records],
     }
     return report
+
+
+def _cost_benefit(models: dict, gain: float | None, training: dict | None, prices: PriceTable) -> dict | None:
+    """Does tuning pay? Training cost, inference cost per 1,000 requests, and when it pays back.
+
+    Present when the training data or job is known, or when the suite runs variants of the
+    base (a longer prompt, few-shot examples: the cheaper alternatives). Tuned prompts are
+    shorter, so against a variant that costs more per request, training pays back after
+    ``training cost / (variant − tuned cost per request)`` requests.
+    """
+    variants = [role for role in models if role not in ("base", "tuned")]
+    if training is None and not variants:
+        return None
+    per_request = {role: (m["cost_usd"] / m["requests"] if m["cost_usd"] is not None and m["requests"] else None)
+                   for role, m in models.items()}
+    entry: dict[str, Any] = {
+        "per_1000_requests_usd": {role: None if c is None else c * 1000 for role, c in per_request.items()},
+        "gain": gain, "training": None, "break_even_requests": {}}
+    training_usd = None
+    if training is not None:
+        tokens, estimated = training.get("trained_tokens"), False
+        if tokens is None and training.get("train_file") and training.get("base_model"):
+            tokens, estimated = _estimated_training_tokens(training), True
+        rate = prices.training_price(training.get("base_model") or "") if training.get("base_model") else None
+        training_usd = tokens * rate / 1e6 if tokens is not None and rate is not None else None
+        entry["training"] = {**{k: v for k, v in training.items() if k != "model"}, "trained_tokens": tokens,
+                             "estimated": estimated, "cost_usd": training_usd}
+    tuned = per_request.get("tuned")
+    for role in variants:
+        other = per_request.get(role)
+        if training_usd is None or tuned is None or other is None:
+            entry["break_even_requests"][role] = None
+        elif other > tuned:
+            entry["break_even_requests"][role] = math.ceil(training_usd / (other - tuned))
+        else:
+            entry["break_even_requests"][role] = "never"  # the variant is as cheap per request: tuning never pays back
+    return entry
+
+
+def _estimated_training_tokens(training: dict) -> int | None:
+    """Billed tokens × epochs from the data (OpenAI's counting), when no job says how many it trained."""
+    from .data import DataError, stats
+
+    try:
+        report = stats(training["train_file"], training["base_model"], epochs=training.get("n_epochs"), progress=False)
+    except (DataError, OSError, ValueError):
+        return None
+    return report.charged_tokens
 
 
 def _case_entry(record: dict) -> dict:
@@ -252,6 +303,8 @@ def render(report: dict) -> str:
             for title in ("regressed", "fixed", "added", "removed"):
                 if since.get(title):
                     lines.append("  " + _id_list(title, since[title]))
+        if suite.get("cost_benefit"):
+            lines.extend(_render_cost_benefit(suite["cost_benefit"]))
         if suite.get("batch"):
             lines.append("answered through the Batch API: costs are at batch rates (half the standard price)")
         if suite["thresholds"]:
@@ -276,6 +329,26 @@ def render(report: dict) -> str:
     for model in report["unpriced_models"]:
         lines.append(f"warning: no price known for {model!r}: its cost shows as n/a (add it with --ft-prices)")
     return "\n".join(lines)
+
+
+def _render_cost_benefit(entry: dict) -> list[str]:
+    lines = []
+    training = entry.get("training")
+    if training:
+        tokens = training.get("trained_tokens")
+        source = f"job {training['job_id']}" if training.get("job_id") else "estimated from the training data"
+        lines.append(f"training: {_fmt_cost(training['cost_usd'])} USD ({source}, "
+                     f"{'n/a' if tokens is None else f'{tokens:,}'} trained tokens)")
+    per = ", ".join(f"{role} {_fmt_cost(cost)}" for role, cost in entry["per_1000_requests_usd"].items())
+    lines.append(f"inference per 1,000 requests (USD): {per}; gain {_fmt_gain(entry['gain'])}")
+    for role, requests in entry["break_even_requests"].items():
+        if requests == "never":
+            lines.append(f"break-even against {role}: never (it costs no more per request than the tuned model)")
+        elif requests is None:
+            lines.append(f"break-even against {role}: n/a (a cost is unknown)")
+        else:
+            lines.append(f"break-even against {role}: tuning pays back after {requests:,} requests")
+    return lines
 
 
 def _id_list(title: str, ids: list[str], limit: int = 20) -> str:

@@ -58,6 +58,8 @@ class ModelRef:
     model: str
     endpoint: Endpoint = Endpoint()
     params: Mapping[str, Any] = field(default_factory=dict)
+    system: str | None = None  # a variant's system prompt, in place of the case's
+    examples: tuple = ()  # a variant's few-shot turns, before the case's conversation
 
 
 @dataclass
@@ -430,6 +432,12 @@ JUDGE_PARAMS = {"temperature": 0}
 
 
 def chat_body(ref: ModelRef, messages: list[dict], params: Mapping[str, Any]) -> dict:
+    if ref.system is not None or ref.examples:
+        lead = [m for m in messages if m.get("role") in ("system", "developer")][:1]
+        rest = [m for m in messages if m not in lead]
+        if ref.system is not None:
+            lead = [{"role": "system", "content": ref.system}]
+        messages = [*lead, *ref.examples, *rest]
     return {"model": ref.model, "messages": messages, **params, **ref.params}
 
 

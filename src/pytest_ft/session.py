@@ -61,6 +61,9 @@ class Options:
     batch: bool = False
     batch_submit_only: bool = False
     batch_poll: float = 30.0
+    train: Path | None = None
+    launch: bool = False
+    train_poll: float = 10.0
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> "Options":
@@ -100,6 +103,9 @@ class Options:
         options.batch = bool(cli_batch if cli_batch is not None else config.getini("ft_batch"))
         options.batch_submit_only = bool(config.getoption("ft_batch_submit_only", False))
         options.batch_poll = number("batch_poll", float, 30.0)
+        options.train = path("train")
+        options.launch = bool(config.getoption("ft_launch", False))
+        options.train_poll = number("train_poll", float, 10.0)
         if options.batch_submit_only and not options.batch:
             options.batch = True
         if config.getoption("ft_disable_recording", False):
@@ -126,6 +132,7 @@ class SuitePlan:
     cassette_dir: Path | None
     params: dict = field(default_factory=dict)
     batch: bool = False
+    training: dict | None = None  # the fine-tuning job the tuned model came from, when known
 
     @property
     def gated(self) -> bool:
@@ -134,7 +141,7 @@ class SuitePlan:
     def meta(self) -> dict:
         return {"suite": self.suite, "file": self.file, "thresholds": self.thresholds,
                 "models": {ref.role: ref.model for ref in self.models},
-                "judge": self.judge.model if self.judge else None}
+                "judge": self.judge.model if self.judge else None, "training": self.training}
 
 
 class EvalSession:
@@ -167,20 +174,38 @@ class EvalSession:
             if spec and (spec.base_url or spec.api_key_env):
                 endpoint = Endpoint(base_url=spec.base_url or endpoint_default.base_url,
                                     api_key_env=spec.api_key_env or "OPENAI_API_KEY")
-            return ModelRef(role=role, model=model, endpoint=endpoint, params=dict(spec.params) if spec else {})
+            if spec is None:
+                return ModelRef(role=role, model=model, endpoint=endpoint)
+            return ModelRef(role=role, model=model, endpoint=endpoint, params=dict(spec.params),
+                            system=spec.system, examples=spec.examples)
 
         ini_tuned = self.config.getini("ft_model") or None
         tuned = ref("tuned", suite.models.get("tuned"), self.config.getoption("ft_model", None))
+        base = ref("base", suite.models.get("base"), self.config.getoption("ft_base_model", None))
+        if base is None:
+            base = ref("base", None, self.config.getini("ft_base_model") or None)
+        training = None
+        train_spec = suite.train or ({"file": str(o.train)} if o.train else None)
+        if tuned is None and train_spec:
+            base_model = train_spec.get("base") or (base.model if base else None)
+            if not base_model:
+                raise SuiteError(suite.path, train_spec.get("line"), "train.base",
+                                 "fine-tuning needs a base model: set train.base or models.base, or pass --ft-base-model")
+            training = self._train(suite, train_spec, base_model, base.endpoint if base else endpoint_default)
+            tuned = ModelRef("tuned", training["model"], base.endpoint if base else endpoint_default)
         if tuned is None and ini_tuned:
             tuned = ref("tuned", None, ini_tuned)
+        if training is None and train_spec and tuned is not None:
+            # The model is given, its data known: the report estimates what training it cost.
+            training = {"model": tuned.model, "job_id": None, "trained_tokens": None,
+                        "train_file": train_spec["file"], "n_epochs": (train_spec.get("hyperparameters") or {}).get(
+                            "n_epochs"), "base_model": train_spec.get("base") or (base.model if base else None)}
         if tuned is None:
             raise SuiteError(suite.path, None, "models.tuned",
                              "no tuned model: pass --ft-model=ft:... (or set models.tuned in the suite, "
-                             "or ft_model in the ini file)")
-        base = ref("base", suite.models.get("base"), self.config.getoption("ft_base_model", None))
+                             "or ft_model in the ini file, or give training data with train: or --ft-train)")
         if base is None:
-            ini_base = self.config.getini("ft_base_model") or None
-            base = ref("base", None, ini_base or fine_tuned_base(tuned.model))
+            base = ref("base", None, fine_tuned_base(tuned.model) or (training or {}).get("base_model"))
         if base is None:
             raise SuiteError(suite.path, None, "models.base",
                              f"no base model: pass --ft-base-model (the tuned id {tuned.model!r} does not name one)")
@@ -204,7 +229,24 @@ class EvalSession:
         if o.record_mode is not None:
             cassette_dir = o.cassette_dir or suite.path.parent / "cassettes"
         return SuitePlan(suite=suite.name, file=self._relpath(suite.path), models=models, judge=judge,
-                         thresholds=thresholds, cassette_dir=cassette_dir, batch=o.batch or suite.batch)
+                         thresholds=thresholds, cassette_dir=cassette_dir, batch=o.batch or suite.batch,
+                         training=training)
+
+    def _train(self, suite: Suite, spec: dict, base_model: str, endpoint: Endpoint) -> dict:
+        """The tuned model fine-tuned on ``spec``'s data (see ``train_gate``), as a suite error if not."""
+        from .train_gate import TrainingError, tuned_model_from_training
+
+        try:
+            return tuned_model_from_training(
+                spec, base_model=base_model, endpoint=endpoint, state_dir=self.config.rootpath / ".pytest-ft",
+                allow_launch=self.options.launch, offline=self.options.record_mode == "none",
+                poll_interval=self.options.train_poll, say=self._say_now)
+        except TrainingError as exc:
+            raise SuiteError(suite.path, spec.get("line"), "train", str(exc)) from None
+
+    def _say_now(self, message: str) -> None:
+        self._messages.put(message)
+        self._print_messages()
 
     def _relpath(self, path: Path) -> str:
         try:

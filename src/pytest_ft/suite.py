@@ -21,11 +21,12 @@ SUITE_PATTERNS = ("*.ft.yaml", "*.ft.yml")
 REQUIRED_ROLES = ("base", "tuned")
 
 SUITE_KEYS = {"suite", "description", "models", "system", "params", "grader", "thresholds", "judge",
-              "cases", "cases_file", "batch", "repeat", "pass_if"}
+              "cases", "cases_file", "batch", "repeat", "pass_if", "train"}
+TRAIN_KEYS = {"file", "validation_file", "base", "suffix", "method", "seed", "hyperparameters"}
 CASE_KEYS = {"id", "input", "messages", "expected", "grader", "params", "system", "description", "repeat", "pass_if"}
 PASS_RULES = ("majority", "all", "any")
 MAX_REPEAT = 100
-MODEL_KEYS = {"model", "base_url", "api_key_env", "params"}
+MODEL_KEYS = {"model", "base_url", "api_key_env", "params", "system", "few_shot"}
 THRESHOLD_KEYS = {"accuracy": float, "min_gain": float, "max_cost_usd": float, "max_regressions": int,
                   "max_p_value": float}
 MESSAGE_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
@@ -100,6 +101,8 @@ class ModelSpec:
     base_url: str | None = None
     api_key_env: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    system: str | None = None  # a variant's own system prompt, replacing the case's
+    examples: tuple = ()  # a variant's few-shot messages, put before each case's conversation
 
 
 @dataclass
@@ -140,6 +143,7 @@ class Suite:
     batch: bool = False
     repeat: int | None = None
     pass_if: str | int | None = None
+    train: dict | None = None
 
     @property
     def gated(self) -> bool:
@@ -194,7 +198,8 @@ def parse_suite(data: Any, path: Path) -> Suite:
     if system is not None and not isinstance(system, str):
         raise err("system", "must be a string")
     params = _mapping(root, "params", path)
-    models = _parse_models(root, path)
+    train = _parse_train(root, path)
+    models = _parse_models(root, path, train)
     judge = _parse_model(root["judge"], path, "judge", root.line_of("judge")) if root.get("judge") else None
     thresholds = _parse_thresholds(root, path)
     batch = root.get("batch", False)
@@ -227,7 +232,7 @@ def parse_suite(data: Any, path: Path) -> Suite:
         seen[case.id] = case.line
     return Suite(name=name, path=path, models=models, system=system, params=params, thresholds=thresholds,
                  cases=cases, judge=judge, description=str(root.get("description", "")), batch=batch,
-                 repeat=repeat, pass_if=pass_if)
+                 repeat=repeat, pass_if=pass_if, train=train)
 
 
 def parse_repeat(node: _Map, path: Path, prefix: str) -> tuple[int | None, str | int | None]:
@@ -275,7 +280,51 @@ def _mapping(node: _Map, key: str, path: Path, prefix: str = "") -> dict:
     return dict(value)
 
 
-def _parse_model(value: Any, path: Path, key: str, line: int) -> ModelSpec:
+def _parse_train(root: _Map, path: Path) -> dict | None:
+    """``train:``: the data the tuned model is fine-tuned on (the model then comes from its job)."""
+    raw = root.get("train")
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        raw = _wrap({"file": raw})
+    if not isinstance(raw, _Map):
+        raise SuiteError(path, root.line_of("train"), "train", "must be a JSONL path or a mapping with 'file'")
+    _reject_unknown(raw, TRAIN_KEYS, path, "train.")
+    if not isinstance(raw.get("file"), str):
+        raise SuiteError(path, raw.line_of("file"), "train.file", "must be the path of a chat JSONL training file")
+    train = _plain(raw)
+    for key in ("file", "validation_file"):
+        if train.get(key):
+            train[key] = str(path.parent / train[key])
+            if not Path(train[key]).is_file():
+                raise SuiteError(path, raw.line_of(key), f"train.{key}", f"no such file: {train[key]}")
+    train["line"] = root.line_of("train")
+    return train
+
+
+def _few_shot(value: Any, train: dict | None, path: Path, key: str, line: int) -> tuple:
+    """``few_shot: N`` takes the first N examples of the training data as user/assistant turns."""
+    count, source = (value, (train or {}).get("file")) if not isinstance(value, dict) else \
+        (value.get("n"), str(path.parent / value["file"]) if value.get("file") else (train or {}).get("file"))
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise SuiteError(path, line, f"{key}.few_shot", "must be a number of examples, or {n, file}")
+    if not source:
+        raise SuiteError(path, line, f"{key}.few_shot", "needs examples: set train.file or few_shot.file")
+    examples: list[dict] = []
+    try:
+        with open(source, encoding="utf-8") as handle:
+            for text in handle:
+                if len(examples) >= 2 * count:
+                    break
+                if text.strip():
+                    turns = [m for m in json.loads(text).get("messages", []) if m.get("role") in ("user", "assistant")]
+                    examples.extend({"role": m["role"], "content": m.get("content")} for m in turns)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise SuiteError(path, line, f"{key}.few_shot", f"cannot read examples from {source}: {exc}") from exc
+    return tuple(examples)
+
+
+def _parse_model(value: Any, path: Path, key: str, line: int, train: dict | None = None) -> ModelSpec:
     if isinstance(value, str) and value.strip():
         return ModelSpec(model=value.strip())
     if isinstance(value, _Map):
@@ -286,12 +335,17 @@ def _parse_model(value: Any, path: Path, key: str, line: int) -> ModelSpec:
         for name in ("base_url", "api_key_env"):
             if value.get(name) is not None and not isinstance(value[name], str):
                 raise SuiteError(path, value.line_of(name), f"{key}.{name}", "must be a string")
+        system = value.get("system")
+        if system is not None and not isinstance(system, str):
+            raise SuiteError(path, value.line_of("system"), f"{key}.system", "must be a string")
+        examples = _few_shot(value["few_shot"], train, path, key, value.line_of("few_shot")) \
+            if "few_shot" in value else ()
         return ModelSpec(model=model.strip(), base_url=value.get("base_url"), api_key_env=value.get("api_key_env"),
-                         params=_mapping(value, "params", path, f"{key}."))
+                         params=_mapping(value, "params", path, f"{key}."), system=system, examples=examples)
     raise SuiteError(path, line, key, "must be a model id or a mapping with 'model'")
 
 
-def _parse_models(root: _Map, path: Path) -> dict[str, ModelSpec | None]:
+def _parse_models(root: _Map, path: Path, train: dict | None) -> dict[str, ModelSpec | None]:
     raw = root.get("models") or {}
     if not isinstance(raw, dict):
         raise SuiteError(path, root.line_of("models"), "models", "must be a mapping of role to model")
@@ -300,7 +354,7 @@ def _parse_models(root: _Map, path: Path) -> dict[str, ModelSpec | None]:
         line = raw.line_of(role) if isinstance(raw, _Map) else root.line_of("models")
         if not isinstance(role, str) or not role.isidentifier():
             raise SuiteError(path, line, f"models.{role}", "a model role must be a simple name such as 'tuned'")
-        models[role] = None if value is None else _parse_model(value, path, f"models.{role}", line)
+        models[role] = None if value is None else _parse_model(value, path, f"models.{role}", line, train)
     return models
 
 
