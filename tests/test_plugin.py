@@ -414,3 +414,15 @@ def test_bad_option_values_are_usage_errors(pytester, server):
     pytester.makefile(".yaml", prices="gpt-x: {input: cheap, output: 1}\n")
     result = pytester.runpytest("--ft-prices=prices.yaml")
     result.stderr.fnmatch_lines(["*prices.yaml: gpt-x: prices must be numbers*"])
+
+
+def test_ft_data_fixture_guards_the_training_data(pytester, server):
+    pytester.makefile(".jsonl", train='{"messages": [{"role": "user", "content": "Adorei o produto! LABEL=POSITIVO"}, '
+                                      '{"role": "assistant", "content": "POSITIVO"}]}\n')
+    write(pytester, "sentiment.ft.yaml", SENTIMENT)
+    pytester.makepyfile(test_guard="""
+        def test_no_eval_case_leaks_into_training(ft_data):
+            report = ft_data.check_leak("train.jsonl", ["sentiment.ft.yaml"])
+            assert [leak.case for leak in report.leaks] == ["adorei"]
+        """)
+    pytester.runpytest("test_guard.py").assert_outcomes(passed=1)

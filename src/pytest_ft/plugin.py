@@ -200,3 +200,15 @@ def ft_complete(request: pytest.FixtureRequest, ft_models):
     from .session import fixture_completer
 
     yield from fixture_completer(request, ft_models, CALLS_KEY)
+
+
+@pytest.fixture(scope="session")
+def ft_data():
+    """The dataset checks as functions (``validate``, ``stats``, ``check_leak``, ``split``, ``dedupe``…).
+
+    For tests that guard the training data itself, e.g.
+    ``assert not ft_data.check_leak("train.jsonl", ["evals/sentiment.ft.yaml"]).leaks``.
+    """
+    from . import data
+
+    return data
