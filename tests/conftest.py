@@ -33,3 +33,15 @@ def server(openai_server, monkeypatch):
     for name in ("OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "GITHUB_STEP_SUMMARY"):
         monkeypatch.delenv(name, raising=False)
     return openai_server
+
+
+def without_run_details(report: dict) -> dict:
+    """A report minus what differs between a live run and its replay (timing, replayed flags)."""
+    report = {k: v for k, v in report.items() if k not in ("created", "duration_s", "calls")}
+    for suite in report["suites"]:
+        for model in suite["models"].values():
+            model.pop("replayed", None)
+        for case in suite["cases"]:
+            for role in suite["models"]:
+                case.get(role, {}).pop("replayed", None)
+    return report

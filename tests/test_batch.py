@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+from conftest import without_run_details
 
 TUNED = "ft:gpt-4o-mini-2024-07-18:acme:sentiment:abc123"
 
@@ -142,16 +143,8 @@ def test_a_recorded_batch_run_replays_offline_into_identical_tables(pytester, se
     replay = run(pytester, "--ft-batch", "--ft-record-mode=none")
     replay.assert_outcomes(passed=3, xfailed=1)
     assert server.requests == []
-    replayed = report(pytester)
-    for key in ("created", "duration_s", "calls"):
-        live_report.pop(key), replayed.pop(key)
-    for r in (live_report, replayed):
-        for s in r["suites"]:
-            for m in s["models"].values():
-                m.pop("replayed")
-            for c in s["cases"]:
-                for role in ("base", "tuned"):
-                    c[role].pop("replayed")
+    replayed = without_run_details(report(pytester))
+    live_report = without_run_details(live_report)
     assert replayed == live_report
     table = lambda out: [l for l in out.stdout.lines if l.startswith(("base ", "tuned "))]
     assert [l.rsplit(None, 1)[0] for l in table(live)] == [l.rsplit(None, 1)[0] for l in table(replay)]

@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 import yaml
+from conftest import without_run_details
 
 from pytest_ft import cassettes as cassettes_cli
 from pytest_ft.cli import main as cli_main
@@ -71,16 +72,8 @@ def test_replay_with_no_key_and_no_network_gives_identical_tables(pytester, serv
     monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # nothing listens on the discard port
     replay = run(pytester, "--ft-record-mode=none")
     replay.assert_outcomes(passed=2)
-    replayed = report(pytester)
-    for suite_report in (live_report, replayed):
-        suite_report.pop("created"), suite_report.pop("duration_s")
-        suite_report.pop("calls")
-        for s in suite_report["suites"]:
-            for m in s["models"].values():
-                m.pop("replayed")
-            for c in s["cases"]:
-                for role in ("base", "tuned"):
-                    c[role].pop("replayed")
+    replayed = without_run_details(report(pytester))
+    live_report = without_run_details(live_report)
     assert replayed == live_report
     table = [line for line in live.stdout.lines if line.startswith(("base ", "tuned "))]
     assert [re.sub(r"\s+\S+$", "", line) for line in table] == \

@@ -1353,9 +1353,11 @@ class _Combination:
             grader.check_expected(expected)
 
 
-class _AllOf(_Combination):
+class _Sequential(_Combination):
+    """``all`` / ``any``: children in cheap-first order, stopping at the first that decides."""
+
     __slots__ = ()
-    name = "all"
+    decides_on: bool  # the child verdict that settles the combination: a miss for all, a pass for any
 
     async def __call__(self, output: str | None, expected: Any, ctx: GradeContext | None = None) -> Grade:
         output = "" if output is None else output
@@ -1363,27 +1365,27 @@ class _AllOf(_Combination):
         for label, g in self.order:
             r = g.grade(output, expected) if type(g) is SyncGrader else await g(output, expected, ctx)
             results.append((label, r))
-            if not r.passed:
-                return Grade(False, min(x.score for _, x in results), f"{label}: {r.reason}")
+            if r.passed is self.decides_on:
+                return Grade(r.passed, self.combine(x.score for _, x in results), f"{label}: {r.reason}")
         if len(results) == 1:
             return results[0][1]
-        return Grade(True, min(x.score for _, x in results), "; ".join(f"{label}: {r.reason}" for label, r in results))
+        reasons = "; ".join(f"{label}: {r.reason}" for label, r in results)
+        return Grade(not self.decides_on, self.combine(x.score for _, x in results),
+                     reasons if not self.decides_on else "none passed: " + reasons)
 
 
-class _AnyOf(_Combination):
+class _AllOf(_Sequential):
+    __slots__ = ()
+    name = "all"
+    decides_on = False
+    combine = staticmethod(min)
+
+
+class _AnyOf(_Sequential):
     __slots__ = ()
     name = "any"
-
-    async def __call__(self, output: str | None, expected: Any, ctx: GradeContext | None = None) -> Grade:
-        output = "" if output is None else output
-        results = []
-        for label, g in self.order:
-            r = g.grade(output, expected) if type(g) is SyncGrader else await g(output, expected, ctx)
-            results.append((label, r))
-            if r.passed:
-                return Grade(True, max(x.score for _, x in results), f"{label}: {r.reason}")
-        return Grade(False, max(x.score for _, x in results),
-                     "none passed: " + "; ".join(f"{label}: {r.reason}" for label, r in results))
+    decides_on = True
+    combine = staticmethod(max)
 
 
 class _Weighted(_Combination):

@@ -26,6 +26,7 @@ from .markdown_report import (
     fmt_pct,
     fmt_pp,
     role_significance,
+    run_facts,
 )
 from .stats import wilson_interval
 
@@ -449,14 +450,7 @@ def render_html(report: Mapping[str, Any], baseline_diff: Mapping[str, dict] | N
     suites = report.get("suites") or []
     roles = all_roles(report)
     ok = bool(report.get("passed"))
-    facts = [f"{len(suites)} suite(s)"]
-    calls = report.get("calls") or {}
-    if calls:
-        facts.append(f"{calls.get('replayed', 0)} model calls replayed, {calls.get('live', 0)} live")
-    if report.get("duration_s") is not None:
-        facts.append(f"{report['duration_s']:.1f} s")
-    if report.get("created"):
-        facts.append(str(report["created"]))
+    facts = run_facts(report, str)
     warnings = [f'<p class="warn">warning: no price known for <code>{esc(m)}</code>: its cost shows as n/a '
                 f'(add it with --ft-prices)</p>' for m in report.get("unpriced_models") or []]
     for error in report.get("invalid_suites") or []:

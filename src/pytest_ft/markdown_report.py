@@ -15,7 +15,7 @@ import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .baseline import suite_key
 from .stats import format_p, suite_significance, wilson_interval
@@ -234,6 +234,19 @@ def _suite_section(suite: Mapping[str, Any], diff: Mapping[str, Any] | None) -> 
     return lines
 
 
+def run_facts(report: Mapping[str, Any], escape: Callable[[Any], str]) -> list[str]:
+    """The run in a few words: suites, replayed and live calls, duration, when (shared with the HTML)."""
+    facts = [f"{len(report.get('suites') or [])} suite(s)"]
+    calls = report.get("calls") or {}
+    if calls:
+        facts.append(f"{calls.get('replayed', 0)} model calls replayed, {calls.get('live', 0)} live")
+    if report.get("duration_s") is not None:
+        facts.append(f"{report['duration_s']:.1f} s")
+    if report.get("created"):
+        facts.append(escape(report["created"]))
+    return facts
+
+
 def render_markdown(report: Mapping[str, Any], baseline_diff: Mapping[str, dict] | None = None) -> str:
     """The whole report as GitHub-flavoured Markdown.
 
@@ -244,15 +257,7 @@ def render_markdown(report: Mapping[str, Any], baseline_diff: Mapping[str, dict]
     suites = report.get("suites") or []
     mark = "✅" if report.get("passed") else "❌"
     lines = [f"# {mark} pytest-ft: {'passed' if report.get('passed') else 'FAILED'}", ""]
-    facts = [f"{len(suites)} suite(s)"]
-    calls = report.get("calls") or {}
-    if calls:
-        facts.append(f"{calls.get('replayed', 0)} model calls replayed, {calls.get('live', 0)} live")
-    if report.get("duration_s") is not None:
-        facts.append(f"{report['duration_s']:.1f} s")
-    if report.get("created"):
-        facts.append(escape_text(report["created"]))
-    lines += [" · ".join(facts), ""]
+    lines += [" · ".join(run_facts(report, escape_text)), ""]
     for error in report.get("invalid_suites") or []:
         message = error.get("message", error) if isinstance(error, dict) else error
         lines += [f"> ❌ **Invalid suite:** {escape_text(message)}", ""]

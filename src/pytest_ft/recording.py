@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import contextvars
 import json
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +30,10 @@ import yaml
 from vcr.cassette import Cassette
 from vcr.filters import decode_response
 from vcr.matchers import method, path
-from vcr.persisters.filesystem import CassetteDecodeError, CassetteNotFoundError
+from vcr.persisters.filesystem import CassetteDecodeError, CassetteNotFoundError, FilesystemPersister
 from vcr.record_mode import RecordMode
 from vcr.request import Request as VcrRequest
+from vcr.serialize import serialize
 from vcr.serializers import yamlserializer
 
 RECORD_MODES = ("once", "new_episodes", "none", "all")
@@ -199,6 +202,26 @@ class _Cassette(Cassette):
         self._metadata = metadata[0] if metadata else {}
 
 
+class AtomicPersister(FilesystemPersister):
+    """vcrpy's filesystem persister, writing safely: xdist workers create a suite's folder at
+    the same time (vcrpy's check-then-mkdir races), and a run killed mid-write must not leave
+    half a recording, so each cassette is written to a temporary file and renamed into place."""
+
+    @staticmethod
+    def save_cassette(cassette_path, cassette_dict, serializer) -> None:
+        path = Path(cassette_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = serialize(cassette_dict, serializer)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
 class CassetteUnreadable(Exception):
     """A recording that exists but cannot be parsed; never overwritten."""
 
@@ -215,7 +238,8 @@ class CaseCassette:
     @classmethod
     def open(cls, path: Path, mode: str, case: str) -> "CaseCassette":
         cassette = _Cassette.load(
-            path=str(path), serializer=readable_yaml, record_mode=vcr_record_mode(mode), match_on=MATCH_ON,
+            path=str(path), serializer=readable_yaml, persister=AtomicPersister,
+            record_mode=vcr_record_mode(mode), match_on=MATCH_ON,
             before_record_request=filter_request, before_record_response=filter_response,
             drop_unused_requests=(mode == "once"),
         )
