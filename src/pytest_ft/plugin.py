@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from .items import FtCase, FtFile, FtSuiteError
-from .recording import RECORD_MODES
 from .html_report import write_html
+from .items import FtCase, FtFile, FtSuiteError
 from .markdown_report import append_step_summary, render_markdown, write_markdown
+from .recording import RECORD_MODES
 from .report import Aggregator, build_report, render, write_json
 from .runner import DEFAULT_CONCURRENCY, ModelRef
 from .session import SESSION_KEY, EvalSession
@@ -38,6 +38,7 @@ _OPTIONS = [
     ("min-accuracy", "gate every suite on the tuned model's accuracy (0..1)", {}),
     ("train", "fine-tune on this chat JSONL (unless --ft-model is given) and evaluate the model it makes", {}),
     ("train-poll", "seconds between fine-tuning job status checks (default 10)", {}),
+    ("batch-poll", "seconds between batch status checks (default 30)", {}),
     ("max-regressions", "gate every suite on cases that regressed since --ft-baseline (else against base)", {}),
     ("baseline", "an earlier JSON report to compare with, case by case", {}),
     ("report", "write the JSON report here", {}),
@@ -60,10 +61,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="send every suite's requests as OpenAI Batch API jobs (half price, within 24 h)")
     group.addoption("--ft-batch-submit-only", dest="ft_batch_submit_only", action="store_true", default=False,
                     help="with --ft-batch: submit the batches and exit; the same command later collects them")
-    group.addoption("--ft-batch-poll", dest="ft_batch_poll", default=None,
-                    help="seconds between batch status checks (default 30)")
     parser.addini("ft_batch", "send requests through the Batch API", type="bool", default=False)
-    parser.addini("ft_batch_poll", "seconds between batch status checks")
     group.addoption("--ft-launch", dest="ft_launch", action="store_true", default=False,
                     help="allow launching a (paid) fine-tuning job when none matches the training data")
     group.addoption("--ft-disable-recording", dest="ft_disable_recording", action="store_true", default=False,
