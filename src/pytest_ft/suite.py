@@ -145,10 +145,6 @@ class Suite:
     pass_if: str | int | None = None
     train: dict | None = None
 
-    @property
-    def gated(self) -> bool:
-        return bool(self.thresholds)
-
 
 def is_suite_file(path: Path) -> bool:
     return any(path.match(pattern) for pattern in SUITE_PATTERNS)
