@@ -199,6 +199,8 @@ BAD_SUITES = {
                   5, "grader.pattern"),
     "missing_cases_file": ("cases_file: nowhere.jsonl\n", 1, "cases_file: cannot read"),
     "yaml_syntax": ("cases:\n  - id: a\n    input: [x\n", 3, "YAML syntax error"),
+    "colliding_recordings": ("cases:\n  - {id: a b, input: x, expected: y}\n  - {id: a_b, input: x, expected: y}\n", 3,
+                             "id: cases 'a b' and 'a_b' would share the recording a_b.yaml: rename one"),
     "bad_threshold": ("thresholds: {accuracy: 1.5}\ncases:\n  - {id: a, input: x, expected: y}\n", 1,
                       "thresholds.accuracy: must be between 0 and 1"),
 }

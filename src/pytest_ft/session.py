@@ -228,6 +228,13 @@ class EvalSession:
         cassette_dir = None
         if o.record_mode is not None:
             cassette_dir = o.cassette_dir or suite.path.parent / "cassettes"
+            owners: dict[Path, str] = {}
+            for case in suite.cases:
+                recording = cassette_path(cassette_dir, suite.name, case.id)
+                if recording in owners:
+                    raise SuiteError(suite.path, case.line, "id", f"cases {owners[recording]!r} and {case.id!r} would "
+                                     f"share the recording {recording.name}: rename one")
+                owners[recording] = case.id
         return SuitePlan(suite=suite.name, file=self._relpath(suite.path), models=models, judge=judge,
                          thresholds=thresholds, cassette_dir=cassette_dir, batch=o.batch or suite.batch,
                          training=training)
