@@ -1,0 +1,14 @@
+"""A local backend: fine-tune and serve open models behind the OpenAI API (``pytest-ft serve``).
+
+Install with ``pip install 'pytest-ft[local]'``. The modules:
+
+* :mod:`pytest_ft.local.models`   load a Hugging Face causal LM (id or path) or a GGUF file, chat
+  prompts, token counts, and the batching inference engine;
+* :mod:`pytest_ft.local.training` LoRA fine-tuning jobs (transformers + peft), one at a time, on a
+  background thread;
+* :mod:`pytest_ft.local.storage`  uploaded files, jobs, events and adapters on disk;
+* :mod:`pytest_ft.local.server`   the FastAPI app, the uvicorn runner and the ``serve`` command.
+
+Importing this package (or :mod:`~pytest_ft.local.server`) imports none of the heavy
+dependencies: torch, transformers, peft, fastapi and uvicorn are imported when first needed.
+"""
