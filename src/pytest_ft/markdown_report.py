@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .baseline import suite_key
-from .stats import format_p, suite_significance, wilson_interval
+from .stats import format_p, p_phrase, suite_significance, wilson_interval
 
 DETAILS_OVER = 10  # id lists longer than this are folded into <details>
 
@@ -84,7 +84,7 @@ def fmt_gain(suite: Mapping[str, Any], role: str) -> str:
     if sig is None:
         return fmt_pp(gain)
     low, high = sig["gain"]["ci"]
-    return f"{fmt_pp(gain)} [{low * 100:+.1f}, {high * 100:+.1f}] p={format_p(sig['p_value'])}"
+    return f"{fmt_pp(gain)} [{low * 100:+.1f}, {high * 100:+.1f}] {p_phrase(sig['p_value'])}"
 
 
 def flaky_cases(suite: Mapping[str, Any]) -> list[tuple[str, list[str]]]:

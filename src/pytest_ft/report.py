@@ -22,7 +22,7 @@ from tabulate import tabulate
 
 from .baseline import compare, suite_key
 from .pricing import PriceTable
-from .stats import format_p, suite_significance
+from .stats import p_phrase, suite_significance
 
 REPORT_VERSION = 1
 
@@ -234,9 +234,9 @@ def check_gate(suite: dict) -> dict:
     if "max_p_value" in thresholds:
         significance = suite.get("significance")
         if significance is None or significance["p_value"] > thresholds["max_p_value"]:
-            p = "n/a" if significance is None else format_p(significance["p_value"])
+            p = "p=n/a" if significance is None else p_phrase(significance["p_value"])
             small = " (too few cases or flips to tell)" if significance and significance["too_small"] else ""
-            failures.append(f"gain not significant: McNemar p={p} > {thresholds['max_p_value']:g}{small}")
+            failures.append(f"gain not significant: McNemar {p} > {thresholds['max_p_value']:g}{small}")
     if "max_cost_usd" in thresholds:
         cost = tuned.get("cost_usd")
         if cost is None:
@@ -294,7 +294,7 @@ def render(report: dict) -> str:
             low, high = significance["gain"]["ci"]
             lines.append(f"is the gain real? {_fmt_gain(significance['gain']['value'])} "
                          f"(95% CI {low * 100:+.1f} to {high * 100:+.1f} pp), McNemar "
-                         f"p={format_p(significance['p_value'])}: {significance['verdict']}")
+                         f"{p_phrase(significance['p_value'])}: {significance['verdict']}")
         since = suite.get("baseline")
         if since is not None:
             then, now = since.get("accuracy_then"), since.get("accuracy_now")

@@ -166,6 +166,12 @@ def paired_counts(cases: list[dict], base: str = "base", tuned: str = "tuned") -
     return counts
 
 
+def p_phrase(p: float) -> str:
+    """``p=0.039`` or ``p<0.001``."""
+    text = format_p(p)
+    return "p" + (text if text.startswith("<") else "=" + text)
+
+
 def format_p(p: float) -> str:
     """A p-value as people read it: 0.0039 → "0.004", 0.039 → "0.039", 0.3828 → "0.38", tiny → "<0.001".
 
@@ -183,13 +189,13 @@ def verdict(b: int, c: int, n: int, p: float, too_small: bool, alpha: float = AL
     if too_small:
         return f"too few cases/flips to tell ({n} cases, {b + c} flips)"
     if p <= alpha:
-        return f"{'gain' if c > b else 'loss'} is significant (p={format_p(p)})"
+        return f"{'gain' if c > b else 'loss'} is significant ({p_phrase(p)})"
     net = c - b
     if net > 0:
-        return f"not significant (p={format_p(p)}): {net} more passes can be noise"
+        return f"not significant ({p_phrase(p)}): {net} more passes can be noise"
     if net < 0:
-        return f"not significant (p={format_p(p)}): {-net} fewer passes can be noise"
-    return f"not significant (p={format_p(p)}): no net change"
+        return f"not significant ({p_phrase(p)}): {-net} fewer passes can be noise"
+    return f"not significant ({p_phrase(p)}): no net change"
 
 
 def suite_significance(suite_report: dict, base: str = "base", tuned: str = "tuned",
