@@ -36,17 +36,17 @@ def test_a_429_halves_the_limit_once_per_round_and_successes_bring_it_back():
         assert limiter.in_flight == 8
         # a burst of 429s from requests sent in the same round counts once
         for generation in generations[:3]:
-            await limiter.release(ok=False, rate_limited=True, generation=generation)
+            limiter.release(ok=False, rate_limited=True, generation=generation)
         assert limiter.limit == 4 and limiter.backoffs == 1
         for generation in generations[3:]:  # answers of the old round do not grow it back yet...
-            await limiter.release(ok=False, rate_limited=True, generation=generation)
+            limiter.release(ok=False, rate_limited=True, generation=generation)
         assert limiter.limit == 4
         # ...a 429 in the new round, while 429s are still frequent, halves again
-        await limiter.release(ok=False, rate_limited=True, generation=await limiter.acquire())
+        limiter.release(ok=False, rate_limited=True, generation=await limiter.acquire())
         assert limiter.limit == 2
         # successes win slots back, up to the maximum
         for _ in range(40):
-            await limiter.release(ok=True, generation=await limiter.acquire())
+            limiter.release(ok=True, generation=await limiter.acquire())
         assert limiter.limit == 8
         return limiter
 
@@ -57,10 +57,10 @@ def test_a_lone_429_that_says_retry_now_does_not_shrink_the_limit():
     async def scenario():
         limiter = AdaptiveLimiter(8)
         for _ in range(30):
-            await limiter.release(ok=True, generation=await limiter.acquire())
-        await limiter.release(ok=False, rate_limited=True, generation=await limiter.acquire(), retry_after=0.0)
+            limiter.release(ok=True, generation=await limiter.acquire())
+        limiter.release(ok=False, rate_limited=True, generation=await limiter.acquire(), retry_after=0.0)
         assert limiter.limit == 8 and limiter.backoffs == 0
-        await limiter.release(ok=False, rate_limited=True, generation=await limiter.acquire(), retry_after=0.5)
+        limiter.release(ok=False, rate_limited=True, generation=await limiter.acquire(), retry_after=0.5)
         assert limiter.limit == 4  # the server asked to wait: back off
 
     run(scenario())
@@ -73,9 +73,9 @@ def test_requests_wait_for_a_free_slot():
         third = asyncio.ensure_future(limiter.acquire())
         await asyncio.sleep(0.05)
         assert not third.done()
-        await limiter.release(ok=True, generation=first)
+        limiter.release(ok=True, generation=first)
         await asyncio.wait_for(third, 1)
-        await limiter.release(ok=True, generation=second)
+        limiter.release(ok=True, generation=second)
 
     run(scenario())
 
@@ -84,7 +84,7 @@ def test_retry_after_pauses_every_new_request():
     async def scenario():
         limiter = AdaptiveLimiter(4)
         generation = await limiter.acquire()
-        await limiter.release(ok=False, rate_limited=True, generation=generation, retry_after=0.3)
+        limiter.release(ok=False, rate_limited=True, generation=generation, retry_after=0.3)
         start = time.monotonic()
         await limiter.acquire()
         return time.monotonic() - start
@@ -96,7 +96,7 @@ def test_exhausted_ratelimit_headers_pause_until_reset():
     async def scenario():
         limiter = AdaptiveLimiter(4)
         generation = await limiter.acquire()
-        await limiter.release(ok=True, generation=generation, next_tokens=50,
+        limiter.release(ok=True, generation=generation, next_tokens=50,
                               headers={"x-ratelimit-remaining-requests": "10",
                                        "x-ratelimit-remaining-tokens": "20",
                                        "x-ratelimit-reset-tokens": "300ms"})
@@ -104,7 +104,7 @@ def test_exhausted_ratelimit_headers_pause_until_reset():
         await limiter.acquire()
         paused = time.monotonic() - start
         generation = await limiter.acquire()
-        await limiter.release(ok=True, generation=generation,
+        limiter.release(ok=True, generation=generation,
                               headers={"x-ratelimit-remaining-requests": "5", "x-ratelimit-remaining-tokens": "900"})
         start = time.monotonic()
         await limiter.acquire()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import re
 import time
 from typing import Mapping
@@ -60,36 +61,62 @@ class AdaptiveLimiter:
         self._window: collections.deque[tuple[float, int]] = collections.deque()
         self._window_tokens = 0
         self._recent: collections.deque[bool] = collections.deque(maxlen=50)
-        self._changed = asyncio.Condition()
+        # Waiters in arrival order; a release wakes only as many as there are free slots
+        # (a condition's notify_all would wake thousands of queued requests per release).
+        self._waiters: collections.deque[tuple[asyncio.Future, int]] = collections.deque()
+        self._timer: asyncio.TimerHandle | None = None
 
     # -- acquiring --------------------------------------------------------------------------
 
     async def acquire(self, estimated_tokens: int = 0) -> int:
         """Wait for a slot (and the token budget); returns the generation the request runs in."""
-        async with self._changed:
-            while True:
-                now = self._clock()
-                if now < self._paused_until:
-                    await self._wait(self._paused_until - now)
-                    continue
-                if self.in_flight >= self.limit:
-                    await self._changed.wait()
-                    continue
-                wait = self._budget_wait(estimated_tokens, now)
-                if wait > 0:
-                    await self._wait(wait)
-                    continue
-                self.in_flight += 1
-                if self.tokens_per_minute:
-                    self._window.append((now, estimated_tokens))
-                    self._window_tokens += estimated_tokens
-                return self._generation
-
-    async def _wait(self, seconds: float) -> None:
+        if not self._waiters and self._admissible(estimated_tokens):
+            self._admit(estimated_tokens)
+            return self._generation
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((future, estimated_tokens))
+        self._wake()
         try:
-            await asyncio.wait_for(self._changed.wait(), timeout=max(seconds, 0.001))
-        except asyncio.TimeoutError:
-            pass
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.in_flight -= 1  # admitted just as it was cancelled: give the slot back
+                self._wake()
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove((future, estimated_tokens))
+            raise
+
+    def _admissible(self, tokens: int) -> bool:
+        now = self._clock()
+        return now >= self._paused_until and self.in_flight < self.limit and self._budget_wait(tokens, now) <= 0
+
+    def _admit(self, tokens: int) -> None:
+        self.in_flight += 1
+        if self.tokens_per_minute:
+            self._window.append((self._clock(), tokens))
+            self._window_tokens += tokens
+
+    def _wake(self) -> None:
+        """Admit waiters in order while slots, pauses and the token budget allow; else retry later."""
+        while self._waiters:
+            future, tokens = self._waiters[0]
+            if future.done():
+                self._waiters.popleft()
+                continue
+            if not self._admissible(tokens):
+                break
+            self._waiters.popleft()
+            self._admit(tokens)
+            future.set_result(self._generation)
+        if self._waiters and self.in_flight < self.limit and self._timer is None:
+            now = self._clock()
+            delay = max(self._paused_until - now, self._budget_wait(self._waiters[0][1], now), 0.001)
+            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._wake()
 
     def _budget_wait(self, tokens: int, now: float) -> float:
         if not self.tokens_per_minute:
@@ -100,32 +127,31 @@ class AdaptiveLimiter:
             return 0.0
         return self.window - (now - self._window[0][0])
 
-    async def release(self, *, ok: bool, generation: int, headers: Mapping[str, str] | None = None,
-                      retry_after: float | None = None, rate_limited: bool = False,
-                      next_tokens: int = 0) -> None:
+    def release(self, *, ok: bool, generation: int, headers: Mapping[str, str] | None = None,
+                retry_after: float | None = None, rate_limited: bool = False,
+                next_tokens: int = 0) -> None:
         """Return a slot and learn from the response."""
-        async with self._changed:
-            self.in_flight -= 1
-            now = self._clock()
-            self._recent.append(rate_limited)
-            if rate_limited:
-                sustained = bool(retry_after and retry_after > 0.1) or \
-                    sum(self._recent) >= max(2, len(self._recent) // 10)
-                if sustained and generation == self._generation:
-                    self.limit = max(1, self.limit // 2)
-                    self._generation += 1
-                    self._successes = 0
-                    self.backoffs += 1
-                if retry_after:
-                    self._paused_until = max(self._paused_until, now + retry_after)
-            elif ok:
-                self._successes += 1
-                if self._successes >= max(1, self.limit // 4) and self.limit < self.maximum:
-                    self.limit += 1
-                    self._successes = 0
-            if headers is not None:
-                self._obey_headers(headers, now, next_tokens)
-            self._changed.notify_all()
+        self.in_flight -= 1
+        now = self._clock()
+        self._recent.append(rate_limited)
+        if rate_limited:
+            sustained = bool(retry_after and retry_after > 0.1) or \
+                sum(self._recent) >= max(2, len(self._recent) // 10)
+            if sustained and generation == self._generation:
+                self.limit = max(1, self.limit // 2)
+                self._generation += 1
+                self._successes = 0
+                self.backoffs += 1
+            if retry_after:
+                self._paused_until = max(self._paused_until, now + retry_after)
+        elif ok:
+            self._successes += 1
+            if self._successes >= max(1, self.limit // 4) and self.limit < self.maximum:
+                self.limit += 1
+                self._successes = 0
+        if headers is not None:
+            self._obey_headers(headers, now, next_tokens)
+        self._wake()
 
     def _obey_headers(self, headers: Mapping[str, str], now: float, next_tokens: int) -> None:
         for kind, needed in (("requests", 1), ("tokens", max(next_tokens, 1))):

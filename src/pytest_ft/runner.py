@@ -370,7 +370,7 @@ class Runner:
                     raise ApiError(describe_api_error(exc, ref)) from exc
                 delay = retry_delay(attempt, None)
             finally:
-                await self.limiter.release(generation=generation, next_tokens=tokens, **outcome)
+                self.limiter.release(generation=generation, next_tokens=tokens, **outcome)
             attempt += 1
             await asyncio.sleep(delay)
 
