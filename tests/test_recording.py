@@ -15,7 +15,7 @@ from pytest_ft.cli import main as cli_main
 
 TUNED = "ft:gpt-4o-mini-2024-07-18:acme:sentiment:abc123"
 BASE = "gpt-4o-mini-2024-07-18"
-KEY = "sk-test-key-0123456789abcdefghijklmnop"
+KEY = "sk-" "test-key-0123456789abcdefghijklmnop"
 
 
 def suite(cases: str, extra: str = "") -> str:
@@ -180,15 +180,15 @@ def test_no_secret_reaches_a_cassette_or_report(pytester, monkeypatch):
     with FakeOpenAI(leaky=True) as leaky:
         monkeypatch.setenv("OPENAI_BASE_URL", leaky.url)
         monkeypatch.setenv("OPENAI_API_KEY", KEY)
-        monkeypatch.setenv("OPENAI_ORG_ID", "org-MyOrganization0123456789")
-        monkeypatch.setenv("OPENAI_PROJECT_ID", "proj_MyProject0123456789abcdef")
+        monkeypatch.setenv("OPENAI_ORG_ID", "org-" "MyOrganization0123456789")
+        monkeypatch.setenv("OPENAI_PROJECT_ID", "proj_" "MyProject0123456789abcdef")
         (pytester.path / "s.ft.yaml").write_text(suite(CASES, "judge: gpt-4o-judge\n").replace(
             "cases:", "grader: {type: judge, rubric: 'GOOD?'}\ncases:"))
         pytester.makepyfile(test_fixture="def test_f(ft_complete):\n    ft_complete('hi LABEL=x')\n")
         result = run(pytester, "--junitxml=junit.xml", f"--ft-model={TUNED}")
         result.assert_outcomes(passed=3)
         sent = {k.lower(): v for k, v in leaky.chat_requests()[0]["headers"].items()}
-        assert sent["openai-organization"] == "org-MyOrganization0123456789"  # the client did send them
+        assert sent["openai-organization"] == "org-" "MyOrganization0123456789"  # the client did send them
     written = [p for p in pytester.path.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
     assert any("cassettes" in p.parts for p in written)
     secrets = [KEY, "org-MyOrganization", "proj_MyProject", "org-LeakyOrganization", "proj_LeakyProject",
