@@ -12,7 +12,7 @@ import time
 import pytest
 import yaml
 
-from pytest_ft.ratelimit import AdaptiveLimiter, parse_reset
+from pytest_ft.ratelimit import AdaptiveLimiter, parse_reset, retry_after
 
 TUNED = "ft:gpt-4o-mini-2024-07-18:acme:sentiment:abc123"
 
@@ -27,6 +27,18 @@ def test_parse_reset_reads_openai_durations():
     assert parse_reset("250ms") == 0.25
     assert parse_reset("2.5") == 2.5
     assert parse_reset("soon") is None and parse_reset(None) is None
+
+
+def test_retry_after_reads_every_form_the_servers_send():
+    import email.utils
+
+    assert retry_after({"retry-after-ms": "250"}) == 0.25
+    assert retry_after({"retry-after": "2"}) == 2.0
+    assert retry_after({"retry-after": "0"}) == 0.0
+    assert retry_after({"retry-after": "3600"}) == 60.0  # capped
+    in_ten = email.utils.formatdate(time.time() + 10, usegmt=True)
+    assert 8 <= retry_after({"retry-after": in_ten}) <= 10
+    assert retry_after({"retry-after": "soon"}) is None and retry_after({}) is None
 
 
 def test_a_429_halves_the_limit_once_per_round_and_successes_bring_it_back():

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import email.utils
 import hashlib
 import json
 import os
@@ -57,6 +56,7 @@ import openai
 from tabulate import tabulate
 
 from .pricing import PriceTable, fine_tuned_base
+from .ratelimit import retry_after
 from .recording import scrub_text
 
 __all__ = [
@@ -296,20 +296,9 @@ def _display_url(url: Any) -> str:
 
 def _retry_delay(attempt: int, response: httpx2.Response | None) -> float:
     """The server's ``Retry-After`` (or ``retry-after-ms``) when it gives one, else exponential backoff."""
-    if response is not None:
-        headers = response.headers
-        try:
-            if "retry-after-ms" in headers:
-                return max(0.0, min(float(headers["retry-after-ms"]) / 1000, 60.0))
-            if "retry-after" in headers:
-                value = headers["retry-after"]
-                try:
-                    seconds = float(value)
-                except ValueError:
-                    seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-                return max(0.0, min(seconds, 60.0))
-        except (TypeError, ValueError, OverflowError):
-            pass
+    asked = retry_after(response.headers) if response is not None else None
+    if asked is not None:
+        return asked
     return min(1.0 * 2 ** attempt, 30.0) * random.uniform(0.75, 1.25)
 
 

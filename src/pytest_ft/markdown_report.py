@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .baseline import suite_key
-from .stats import format_p, p_phrase, suite_significance, wilson_interval
+from .stats import p_phrase, suite_significance, wilson_interval
 
 DETAILS_OVER = 10  # id lists longer than this are folded into <details>
 

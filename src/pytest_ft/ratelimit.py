@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import email.utils
 import re
 import time
 from typing import Mapping
@@ -41,6 +42,25 @@ def parse_reset(value: str | None) -> float | None:
     if not parts:
         return None
     return sum(float(p["value"]) * _UNIT_SECONDS[p["unit"]] for p in parts)
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """The wait a server asks for — ``retry-after-ms``, or ``Retry-After`` in seconds or as an
+    HTTP date — capped at 60 s; None when it asks for none (or says something unreadable)."""
+    try:
+        if "retry-after-ms" in headers:
+            seconds = float(headers["retry-after-ms"]) / 1000
+        elif "retry-after" in headers:
+            value = headers["retry-after"]
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        else:
+            return None
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return max(0.0, min(seconds, 60.0))
 
 
 class AdaptiveLimiter:

@@ -18,13 +18,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import email.utils
 import json
 import math
 import os
 import random
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -33,7 +31,7 @@ import httpx2
 import openai
 
 from .graders import GradeContext
-from .ratelimit import AdaptiveLimiter
+from .ratelimit import AdaptiveLimiter, retry_after
 from .recording import (REPLAYED_HEADER, CaseCassette, CassetteUnreadable, RecordingMissing, RecordingTransport,
                         current_cassette)
 
@@ -166,24 +164,9 @@ def estimate_tokens(body: Mapping[str, Any]) -> int:
 
 def retry_delay(attempt: int, response: httpx2.Response | None) -> float:
     """Seconds to wait before retry ``attempt`` (0-based): the server's word, else backoff."""
-    if response is not None:
-        headers = response.headers
-        try:
-            if "retry-after-ms" in headers:
-                return min(float(headers["retry-after-ms"]) / 1000, 60.0)
-            if "retry-after" in headers:
-                value = headers["retry-after"]
-                try:
-                    seconds = float(value)
-                except ValueError:
-                    parsed = email.utils.parsedate_to_datetime(value)
-                    seconds = parsed.timestamp() - time.time()
-                if 0 < seconds <= 60:
-                    return seconds
-                if seconds <= 0:
-                    return 0.05 * (attempt + 1)
-        except (TypeError, ValueError, OverflowError):
-            pass
+    asked = retry_after(response.headers) if response is not None else None
+    if asked is not None:
+        return asked if asked > 0 else 0.05 * (attempt + 1)
     return min(0.5 * 2 ** attempt, 8.0) * random.uniform(0.75, 1.25)
 
 
@@ -362,7 +345,8 @@ class Runner:
                 if exc.status_code not in RETRY_STATUSES or attempt >= self.max_retries:
                     raise ApiError(describe_api_error(exc, ref)) from exc
                 delay = retry_delay(attempt, exc.response)
-                outcome["retry_after"] = delay if exc.status_code == 429 else None
+                if exc.status_code == 429:  # what the server asked for, not our own backoff
+                    outcome["retry_after"] = retry_after(exc.response.headers)
             except RecordingMissing as exc:
                 raise ApiError(f"{ref.role} model {ref.model!r}: {exc}") from None
             except openai.APIConnectionError as exc:
