@@ -5,7 +5,8 @@ Starts ``pytest-ft serve`` (the default model, Gemma 3 270M, unless ``--model``)
 port of 127.0.0.1 with a temporary data folder, or uses a running server (``--url``), then:
 
 1. inference throughput of the base model on short classification prompts (the held-out
-   sentiment cases, ``max_tokens`` 5, temperature 0) at several concurrencies: requests/s,
+   sentiment cases, ``max_tokens`` 5, temperature 0; ``--heldout`` / ``--max-tokens`` for the
+   other example suites) at several concurrencies: requests/s,
    completion tokens/s, prompt tokens/s and the median latency;
 2. fine-tunes on the training set through the API (upload, job, events), and reports the
    time per epoch (from the job's "Epoch k/n done in ...s" events) and in all;
@@ -80,11 +81,11 @@ def start_server(args, data_dir: str) -> tuple[subprocess.Popen, str, list[str]]
     return proc, found[0], lines
 
 
-def chat(client, model: str, messages: list[dict]):
-    return client.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=5)
+def chat(client, model: str, messages: list[dict], max_tokens: int):
+    return client.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=max_tokens)
 
 
-def run_load(client, jobs: list[tuple[str, list[dict]]], concurrency: int) -> dict:
+def run_load(client, jobs: list[tuple[str, list[dict]]], concurrency: int, max_tokens: int) -> dict:
     """Send every (model, messages) with ``concurrency`` in flight; throughput and latency."""
     latencies: list[float] = []
     outputs: list[str] = [""] * len(jobs)
@@ -93,7 +94,7 @@ def run_load(client, jobs: list[tuple[str, list[dict]]], concurrency: int) -> di
     def one(i: int):
         model, messages = jobs[i]
         t = time.monotonic()
-        r = chat(client, model, messages)
+        r = chat(client, model, messages, max_tokens)
         latencies.append(time.monotonic() - t)
         outputs[i] = r.choices[0].message.content
         tokens[0] += r.usage.prompt_tokens
@@ -132,6 +133,7 @@ def main() -> int:
     ap.add_argument("--lr-multiplier", type=float, default=None)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 16])
     ap.add_argument("--repeat", type=int, default=2, help="times the held-out set is sent per concurrency")
+    ap.add_argument("--max-tokens", type=int, default=5, help="max_tokens of every request")
     ap.add_argument("--no-train", action="store_true")
     ap.add_argument("--start-timeout", type=float, default=600)
     ap.add_argument("--verbose", action="store_true", help="show the server's log")
@@ -150,12 +152,12 @@ def main() -> int:
         base = client.models.list().data[0].id
         held = read_jsonl(args.heldout)
         prompts = [r["messages"][:-1] for r in held]
-        print(f"base model {base}; {len(held)} held-out prompts, max_tokens 5, temperature 0")
-        chat(client, base, prompts[0])   # warm-up
+        print(f"base model {base}; {len(held)} held-out prompts, max_tokens {args.max_tokens}, temperature 0")
+        chat(client, base, prompts[0], args.max_tokens)   # warm-up
         print("inference, base model:")
         base_outputs = None
         for c in args.concurrency:
-            res = run_load(client, [(base, p) for p in prompts] * args.repeat, c)
+            res = run_load(client, [(base, p) for p in prompts] * args.repeat, c, args.max_tokens)
             base_outputs = base_outputs or res["outputs"][:len(held)]
             print_load("base", res)
         if args.no_train:
@@ -198,11 +200,11 @@ def main() -> int:
         print(f"inference, tuned model {tuned}:")
         tuned_res = None
         for c in args.concurrency:
-            res = run_load(client, [(tuned, p) for p in prompts] * args.repeat, c)
+            res = run_load(client, [(tuned, p) for p in prompts] * args.repeat, c, args.max_tokens)
             tuned_res = tuned_res or res
             print_load("tuned", res)
         mixed = [(m, p) for p in prompts for m in (base, tuned)]
-        res = run_load(client, mixed, max(args.concurrency))
+        res = run_load(client, mixed, max(args.concurrency), args.max_tokens)
         print_load("base + tuned mixed", res)
         base_acc = accuracy(base_outputs, held)
         tuned_acc = accuracy(tuned_res["outputs"][:len(held)], held)
