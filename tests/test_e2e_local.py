@@ -92,8 +92,8 @@ def _train(url: str, suite: str, state_dir: Path) -> str:
     return found.group(1)
 
 
-def _pytest(cwd: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
-    report = cwd / f"report-{len(list(cwd.glob('report-*.json')))}.json"
+def _pytest(cwd: Path, report: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """A pytest process of its own, in ``cwd``; what it printed, and its JSON report."""
     done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args,
                            f"--ft-report={report}"], cwd=cwd, capture_output=True, text=True, env=_env(),
                           timeout=1800)
@@ -111,11 +111,13 @@ def test_fine_tuning_beats_base_and_the_recordings_match_a_live_run(suite, local
     model = _train(local_server, suite, tmp_path / "state")
     assert model.startswith(f"ft:gemma-3-270m:local:{suite}:ftjob-")
 
-    # Live, on a copy of the suite, so that nothing is written into the repository.
-    work = tmp_path / "live"
-    shutil.copytree(EXAMPLES, work, ignore=shutil.ignore_patterns("cassettes"))
-    live, live_report = _pytest(work, f"{suite}.ft.yaml", f"--ft-base-url={local_server}", f"--ft-model={model}",
-                                "--ft-disable-recording")
+    # Both runs work on copies of example_suites/, so that nothing is written into the repository.
+    live_dir, replay_dir = tmp_path / "live", tmp_path / "replay"
+    shutil.copytree(EXAMPLES, live_dir, ignore=shutil.ignore_patterns("cassettes"))
+    shutil.copytree(EXAMPLES, replay_dir)
+
+    live, live_report = _pytest(live_dir, tmp_path / "live.json", f"{suite}.ft.yaml",
+                                f"--ft-base-url={local_server}", f"--ft-model={model}", "--ft-disable-recording")
     assert live.returncode == 0, live.stdout + live.stderr    # the suite's gate passed
     models = live_report["suites"][0]["models"]
     assert models["base"]["replayed"] == models["tuned"]["replayed"] == 0
@@ -123,7 +125,7 @@ def test_fine_tuning_beats_base_and_the_recordings_match_a_live_run(suite, local
     assert tuned - base >= CLEAR_MARGIN, live.stdout
 
     # The committed recordings, replayed with no server: the same answers, case by case.
-    replay, replay_report = _pytest(ROOT, str(EXAMPLES / f"{suite}.ft.yaml"), "--ft-record-mode=none")
+    replay, replay_report = _pytest(replay_dir, tmp_path / "replay.json", f"{suite}.ft.yaml", "--ft-record-mode=none")
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert replay_report["calls"]["live"] == 0
     recorded, now = _answers(replay_report), _answers(live_report)
