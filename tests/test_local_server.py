@@ -554,3 +554,30 @@ def test_api_key_is_required(make_server):
     assert raw(srv, "GET", "/v1/models", headers={"Authorization": "Bearer s3cret-key"})[0] == 200
     assert [m.id for m in client(srv, api_key="s3cret-key").models.list().data] == ["tiny"]
     assert raw(srv, "GET", "/health")[0] == 200
+
+
+def test_lists_page_with_cursors(make_server):
+    """Files, jobs and events are paged as OpenAI pages them: ``limit``, ``after``, ``has_more``."""
+    srv = make_server()
+    c = client(srv)
+    ids = [upload(c, _dataset(), name=f"t{i}.jsonl").id for i in range(3)]
+    first = c.files.list(limit=2)
+    assert first.has_more and len(first.data) == 2
+    rest = c.files.list(limit=2, after=first.data[-1].id)
+    assert not rest.has_more
+    assert {f.id for f in first.data + rest.data} == set(ids)
+    assert [f.id for f in c.files.list(limit=10, after="file-" + "x" * 24).data] == []
+
+    jobs = [c.fine_tuning.jobs.create(model="tiny", training_file=i, hyperparameters={"n_epochs": 1}).id
+            for i in ids[:2]]
+    page = c.fine_tuning.jobs.list(limit=1)
+    assert page.has_more and [j.id for j in page.data] == [jobs[1]]   # newest first
+    assert [j.id for j in c.fine_tuning.jobs.list(limit=1, after=jobs[1]).data] == [jobs[0]]
+    for job_id in jobs:
+        wait_job(c, job_id)
+    events = c.fine_tuning.jobs.list_events(jobs[0], limit=100).data
+    two = c.fine_tuning.jobs.list_events(jobs[0], limit=2)
+    assert two.has_more and [e.id for e in two.data] == [e.id for e in events[:2]]
+    after = c.fine_tuning.jobs.list_events(jobs[0], limit=100, after=two.data[-1].id).data
+    assert [e.id for e in after] == [e.id for e in events[2:]]
+    idle(srv)

@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from .errors import ApiError, bad_request, not_found
+from .storage import list_page
 
 API_KEY_ENV = "PYTEST_FT_SERVE_API_KEY"
 DEFAULT_HOST = "127.0.0.1"
@@ -463,15 +464,7 @@ def create_app(server: "LocalServer"):
         files = [f for f in storage.list_files() if purpose is None or f.get("purpose") == purpose]
         if request.query_params.get("order") == "asc":
             files.reverse()
-        after = request.query_params.get("after")
-        if after:
-            ids = [f["id"] for f in files]
-            files = files[ids.index(after) + 1:] if after in ids else []
-        page = files[:limit]
-        out: dict[str, Any] = {"object": "list", "data": page, "has_more": len(files) > limit}
-        if page:
-            out.update(first_id=page[0]["id"], last_id=page[-1]["id"])
-        return out
+        return list_page(files, request.query_params.get("after"), limit)
 
     @app.get("/v1/files/{file_id}")
     async def get_file(file_id: str):

@@ -237,3 +237,16 @@ class Storage:
         for d in (self.files_dir, self.jobs_dir):
             for p in d.glob(".tmp-*"):
                 p.unlink(missing_ok=True)
+
+
+def list_page(items: list[dict[str, Any]], after: str | None, limit: int) -> dict[str, Any]:
+    """One page of an API list, OpenAI's cursor style: the items after the one with id ``after``."""
+    if after:
+        ids = [i["id"] for i in items]
+        items = items[ids.index(after) + 1:] if after in ids else []
+    data = items[:limit]
+    page: dict[str, Any] = {"object": "list", "data": data, "has_more": len(items) > limit}
+    if data:
+        page["first_id"] = data[0]["id"]
+        page["last_id"] = data[-1]["id"]
+    return page

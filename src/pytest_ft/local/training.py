@@ -22,6 +22,7 @@ default Gemma 3 270M (see the README): see :func:`resolve_hyperparameters`.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import queue
@@ -322,18 +323,6 @@ def _now() -> int:
     return int(time.time())
 
 
-def _page(items: list[dict[str, Any]], after: str | None, limit: int) -> dict[str, Any]:
-    if after:
-        ids = [i["id"] for i in items]
-        items = items[ids.index(after) + 1:] if after in ids else []
-    data = items[:limit]
-    page: dict[str, Any] = {"object": "list", "data": data, "has_more": len(items) > limit}
-    if data:
-        page["first_id"] = data[0]["id"]
-        page["last_id"] = data[-1]["id"]
-    return page
-
-
 class JobManager:
     """The fine-tuning jobs of one server: API operations, and the worker that trains them."""
 
@@ -401,7 +390,9 @@ class JobManager:
     # -- helpers ------------------------------------------------------------------------------
 
     def public(self, job: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in job.items() if not k.startswith("_")}
+        """The API's view of a job: a deep copy, since the worker keeps changing the job while the
+        answer is being serialised."""
+        return copy.deepcopy({k: v for k, v in job.items() if not k.startswith("_")})
 
     def _save(self, job: dict[str, Any]) -> None:
         self.storage.save_job(job)
@@ -545,8 +536,9 @@ class JobManager:
         self._event(job_id, f"Created fine-tuning job: {job_id}")
         self._event(job_id, f"Validating training file: {training}"
                             + (f" and validation file: {job['validation_file']}" if job["validation_file"] else ""))
+        created = self.public(job)   # before the validation starts: the answer says validating_files
         threading.Thread(target=self._validate, args=(job_id, hp), name=f"validate-{job_id}", daemon=True).start()
-        return self.public(job)
+        return created
 
     def get(self, job_id: str) -> dict[str, Any]:
         with self._lock:
@@ -555,21 +547,23 @@ class JobManager:
     def list(self, after: str | None = None, limit: int = 20, metadata: Mapping[str, str] | None = None
              ) -> dict[str, Any]:
         with self._lock:
-            jobs = [self.public(j) for j in sorted(self.jobs.values(), key=lambda j: (j["created_at"], j["id"]),
-                                                    reverse=True)
+            # Newest first; jobs created in the same second keep their order of creation (self.jobs
+            # is in creation order), since created_at counts whole seconds.
+            newest_first = reversed(sorted(self.jobs.values(), key=lambda j: j["created_at"]))
+            jobs = [self.public(j) for j in newest_first
                     if all((j.get("metadata") or {}).get(k) == v for k, v in (metadata or {}).items())]
-        return _page(jobs, after, limit)
+        return st.list_page(jobs, after, limit)
 
     def events(self, job_id: str, after: str | None = None, limit: int = 20) -> dict[str, Any]:
         with self._lock:
             self._job(job_id)
             items = list(reversed(self.events_.get(job_id, [])))
-        return _page(items, after, limit)
+        return st.list_page(items, after, limit)
 
     def checkpoints(self, job_id: str, after: str | None = None, limit: int = 10) -> dict[str, Any]:
         with self._lock:
             items = list(reversed(self._job(job_id).get("_checkpoints", [])))
-        return _page(items, after, limit)
+        return st.list_page(items, after, limit)
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         with self._lock:
