@@ -581,3 +581,30 @@ def test_lists_page_with_cursors(make_server):
     after = c.fine_tuning.jobs.list_events(jobs[0], limit=100, after=two.data[-1].id).data
     assert [e.id for e in after] == [e.id for e in events[2:]]
     idle(srv)
+
+
+def test_a_model_directory_loads_and_serves_like_the_model_it_holds(make_server, heavy, tmp_path):
+    """``--model DIR`` (what ``save_pretrained`` writes, or a downloaded Hugging Face snapshot)."""
+    from pytest_ft.local import models
+
+    lm = tiny_model(heavy)
+    folder = tmp_path / "my-tiny-llama"
+    lm.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    loaded = models.load(str(folder), cache_dir=False)
+    assert loaded.name == "my-tiny-llama"
+    served = client(make_server(lm=loaded))
+    original = client(make_server(data_dir=tmp_path / "other", lm=lm))
+    assert [m.id for m in served.models.list().data] == ["my-tiny-llama"]
+    answers = [ask(served, "my-tiny-llama", word).choices[0].message.content for word in POS_WORDS + NEG_WORDS]
+    assert answers == [ask(original, "tiny", word).choices[0].message.content for word in POS_WORDS + NEG_WORDS]
+    assert len(set(answers)) > 1   # random weights: the words differ from prompt to prompt
+
+    with pytest.raises(models.ModelError, match="no such GGUF file"):
+        models.load(str(tmp_path / "missing.gguf"))
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(models.ModelError, match="not a model directory or a .gguf file"):
+        models.load(str(tmp_path / "notes.txt"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(models.ModelError, match="cannot load model"):
+        models.load(str(tmp_path / "empty"))
