@@ -25,10 +25,12 @@ import random
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import httpx2
-import openai
+
+if TYPE_CHECKING:
+    import openai
 
 from .graders import GradeContext
 from .ratelimit import AdaptiveLimiter, retry_after
@@ -171,6 +173,8 @@ def retry_delay(attempt: int, response: httpx2.Response | None) -> float:
 
 
 def describe_api_error(exc: BaseException, ref: ModelRef) -> str:
+    import openai
+
     where = f"{ref.role} model {ref.model!r}"
     if isinstance(exc, openai.APIStatusError):
         body = exc.body if isinstance(exc.body, dict) else {}
@@ -286,6 +290,8 @@ class Runner:
     def _shards(self, endpoint: Endpoint) -> "_ClientShards":
         shards = self._clients.get(endpoint)
         if shards is None:
+            import openai   # here, not at the top: pytest runs without suites never pay for importing it
+
             def make_client(connections: int) -> openai.AsyncOpenAI:
                 limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
                 transport = RecordingTransport(httpx2.AsyncHTTPTransport(limits=limits))
@@ -328,6 +334,8 @@ class Runner:
     async def request(self, ref: ModelRef, send, *, tokens: int = 0) -> httpx2.Response:
         """``send(client)`` on one of ``ref``'s endpoint clients, within the concurrency limit,
         retried on 408/409/429/5xx, timeouts and dropped connections; raises :class:`ApiError`."""
+        import openai
+
         if self.limiter is None:
             self.limiter = AdaptiveLimiter(self.concurrency, tokens_per_minute=self.tokens_per_minute)
         shards = self._shards(ref.endpoint)
