@@ -43,7 +43,8 @@ from . import tokens
 __all__ = [
     "DataError", "Problem", "ValidationReport", "StatsReport", "ConvertReport", "SplitReport",
     "DedupeReport", "Leak", "LeakReport", "validate", "stats", "convert", "split", "dedupe",
-    "check_leak", "default_epochs", "training_token_limit", "normalize_input", "register_cli", "main",
+    "check_leak", "default_epochs", "training_token_limit", "normalize_input", "lone_surrogate", "register_cli",
+    "main",
     "ERROR_KINDS", "WARNING_KINDS",
 ]
 
@@ -98,7 +99,7 @@ ERROR_KINDS: dict[str, str] = {
     # ours
     "empty_file": "the file holds no example",
     "blank_line": "an empty line between examples",
-    "encoding_error": "bytes that are not UTF-8",
+    "encoding_error": "bytes that are not UTF-8, or a \\u escape that is half a surrogate pair",
     "invalid_json": "the line is not valid JSON",
     "truncated_line": "the last line is cut off (no newline, incomplete JSON)",
     "line_too_long": "the line is over the byte limit and was not parsed",
@@ -208,6 +209,31 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def lone_surrogate(value: Any) -> str | None:
+    """The first lone surrogate in the strings (keys included) of a parsed JSON value, or None.
+
+    ``json.loads`` turns an unpaired ``\\ud800`` escape into such a character: it is no text,
+    and encoding it (to UTF-8, for a tokenizer, a hash or an output file) raises.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found = _SURROGATE.search(item)
+            if found:
+                return found.group()
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
 _BOM = b"\xef\xbb\xbf"
 _BLANK = object()
 
@@ -250,6 +276,12 @@ def _parse(raw: _Raw, max_line_bytes: int) -> _Parsed:
                            message=f"the last line is incomplete (no newline at the end, and {_json_error(exc)}): "
                                    f"was the file cut off?", bom=bom)
         return _Parsed(raw.lineno, kind="invalid_json", message=_json_error(exc), bom=bom)
+    # valid UTF-8 holds no surrogate: only an escape can make one, so most lines skip the walk
+    surrogate = lone_surrogate(obj) if _SURROGATE_ESCAPE.search(text) else None
+    if surrogate:
+        return _Parsed(raw.lineno, kind="encoding_error",
+                       message=f"not valid Unicode: the escape \\u{ord(surrogate):04x} is half of a surrogate pair "
+                               f"(was a character cut in two?)", bom=bom)
     return _Parsed(raw.lineno, obj=obj, bom=bom, data=data)
 
 

@@ -60,6 +60,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .. import data
 from .errors import ApiError, bad_request, not_found
 from .storage import list_page
 
@@ -208,11 +209,15 @@ async def _json_body(request: Any) -> dict[str, Any]:
     raw = await request.body()
     try:
         body = json.loads(raw or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         raise bad_request("We could not parse the JSON body of your request. (HINT: This likely means you "
                           "aren't using your HTTP library correctly.)") from None
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object.")
+    surrogate = data.lone_surrogate(body)
+    if surrogate:
+        raise bad_request(f"Invalid JSON body: a string holds U+{ord(surrogate):04X}, half of a surrogate pair "
+                          f"and not a character.")
     return body
 
 
@@ -337,6 +342,10 @@ def create_app(server: "LocalServer"):
             raise bad_request("Invalid 'stop': a string or a list of up to 4 strings.", param="stop")
         stops = [s for s in stops if s]
         stream = bool(body.get("stream"))
+        stream_options = body.get("stream_options")
+        if stream_options is not None and not isinstance(stream_options, dict):
+            raise bad_request("Invalid 'stream_options': expected an object.", param="stream_options")
+        include_usage = bool(stream_options and stream_options.get("include_usage"))
         try:
             prompt = await run_in_threadpool(lm.prompt_ids, messages)
         except ModelError as exc:
@@ -372,7 +381,6 @@ def create_app(server: "LocalServer"):
                                  "logprobs": None, "finish_reason": g.finish_reason}
                                 for i, g in enumerate(results)],
                     "usage": usage}
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
         def chunk(choices: list[dict[str, Any]], with_usage: Any = None) -> str:
             obj = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -401,8 +409,6 @@ def create_app(server: "LocalServer"):
         return meta
 
     def store_upload(upload: Any, filename: str) -> dict[str, Any]:
-        from pytest_ft import data
-
         tmp = storage.new_upload_path()
         try:
             size = 0
