@@ -575,9 +575,9 @@ def test_the_api_key_is_never_printed_or_written(ft, capsys, monkeypatch, tmp_pa
     monkeypatch.setenv("OPENAI_API_KEY", azure_key)
     ft.fail = {"code": "x", "message": f"echo of the key {azure_key}", "param": None}
     code, out, err = train(capsys, "--wait", "--force")
-    assert code == 1 and "echo of the key ***" in err and "ERROR: echo of the key ***" in out
+    assert code == 1 and "echo of the key REDACTED" in err and "ERROR: echo of the key REDACTED" in out
     code, out, err = run(capsys, "jobs", "status", list(ft.jobs)[-1])
-    assert "echo of the key ***" in out
+    assert "echo of the key REDACTED" in out
     run(capsys, "jobs", "list")
     assert azure_key not in out + err
     no_secret_anywhere(tmp_path)

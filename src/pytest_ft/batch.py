@@ -21,14 +21,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import httpx2
 
+from .files import write_atomic
 from .recording import REPLAYED_HEADER, CaseCassette, current_cassette
 from .runner import (JUDGE_PARAMS, Answer, ApiError, CaseJob, CaseResult, ModelRef, Runner, chat_body, grade_case,
                      judge_ref, new_result, record_answers)
@@ -301,8 +300,4 @@ def _read_state(path: Path) -> dict | None:
 
 
 def _write_state(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(state, handle)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(state), durable=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .baseline import suite_key
+from .files import write_atomic
 from .markdown_report import (
     flaky_cases,
     fmt_accuracy,
@@ -453,6 +454,9 @@ def render_html(report: Mapping[str, Any], baseline_diff: Mapping[str, dict] | N
     facts = run_facts(report, str)
     warnings = [f'<p class="warn">warning: no price known for <code>{esc(m)}</code>: its cost shows as n/a '
                 f'(add it with --ft-prices)</p>' for m in report.get("unpriced_models") or []]
+    if report.get("interrupted"):
+        warnings.append(f'<p class="gate bad">{_badge("miss", "NOT FINISHED")} the run did not finish '
+                        f'({esc(report["interrupted"])}): not passed</p>')
     for error in report.get("invalid_suites") or []:
         message = error.get("message", error) if isinstance(error, dict) else error
         warnings.append(f'<p class="gate bad">{_badge("miss", "INVALID")} invalid suite: {esc(message)}</p>')
@@ -483,6 +487,4 @@ def render_html(report: Mapping[str, Any], baseline_diff: Mapping[str, dict] | N
 
 def write_html(report: Mapping[str, Any], path: str | Path, baseline_diff: Mapping[str, dict] | None = None) -> None:
     """Write :func:`render_html` to ``path``, creating its folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(report, baseline_diff), encoding="utf-8")
+    write_atomic(path, render_html(report, baseline_diff))

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .redact import scrub
+from .runner import describe_failure
 from .suite import Case, Suite, SuiteError, load_suite
 
 if TYPE_CHECKING:
@@ -35,9 +37,11 @@ class FtFile(pytest.File):
         try:
             self.suite = load_suite(self.path)
             plan = evals.plan_suite(self.suite)
-        except SuiteError as error:
+        except Exception as exc:
             # An item, not a collection error: pytest stops the whole run on collection
             # errors, and one broken suite must not keep the others from running.
+            error = exc if isinstance(exc, SuiteError) else \
+                SuiteError(self.path, None, None, f"cannot load the suite: {describe_failure(exc)}")
             yield FtSuiteError.from_parent(self, name="suite", error=error.relative_to(self.config.rootpath))
             return
         for case in self.suite.cases:
@@ -56,7 +60,7 @@ class FtSuiteError(pytest.Item):
         return self.path, (self.error.line or 1) - 1, "invalid suite"
 
     def setup(self) -> None:
-        pytest.fail(str(self.error), pytrace=False)
+        pytest.fail(scrub(str(self.error)), pytrace=False)
 
     def runtest(self) -> None:  # never reached: setup fails
         raise AssertionError("unreachable")
@@ -90,23 +94,30 @@ class FtCase(pytest.Item):
         from .batch import Pending
 
         evals: EvalSession = self.config.stash[SESSION_KEY]
-        self.result = evals.result_for(self)
-        if isinstance(self.result, Pending):
-            pytest.skip(f"submitted in batch {self.result.batch_id}; run the same command again to collect the results")
-        self.ft_result = evals.result_record(self)
+        try:
+            self.result = evals.result_for(self)
+            if isinstance(self.result, Pending):
+                pytest.skip(f"submitted in batch {self.result.batch_id}; "
+                            "run the same command again to collect the results")
+            self.ft_result = evals.result_record(self)
+        except Exception as exc:
+            # The one place where any failure of a case becomes its ERROR, kept in the report
+            # (where it fails the gate) instead of leaving the case out.
+            self.result = evals.failed_result(self, describe_failure(exc))
+            self.ft_result = evals.result_record(self)
         for role, outcome in self.result.models.items():
             self.user_properties.append((f"ft.{role}.model", outcome.model))
-            self.user_properties.append((f"ft.{role}.output", outcome.output if outcome.error is None else ""))
+            self.user_properties.append((f"ft.{role}.output", scrub(outcome.output or "") if outcome.error is None else ""))
             self.user_properties.append((f"ft.{role}.passed", outcome.passed))
             self.user_properties.append((f"ft.{role}.score", outcome.score))
         if self.result.errors:
-            pytest.fail("\n".join(self.result.errors), pytrace=False)
+            pytest.fail(scrub("\n".join(self.result.errors)), pytrace=False)
 
     def runtest(self) -> None:
         tuned = self.result.models["tuned"]
         if tuned.passed:
             return
-        message = self.describe_miss()
+        message = scrub(self.describe_miss())
         if self.plan.gated:
             pytest.xfail(message)
         pytest.fail(message, pytrace=False)

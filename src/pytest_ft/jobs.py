@@ -44,7 +44,6 @@ import random
 import re
 import shlex
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,9 +54,10 @@ import httpx2
 import openai
 from tabulate import tabulate
 
+from . import redact
+from .files import write_atomic
 from .pricing import PriceTable, fine_tuned_base
 from .ratelimit import retry_after
-from .recording import scrub_text
 
 __all__ = [
     "JobError", "LaunchNotAllowed", "JobFailure", "JobInfo", "Progress", "ensure_job", "wait_for_job",
@@ -270,7 +270,7 @@ _LINE = re.compile(r"\bline[ _.:#-]*(?:number[ _:]*)?(\d+)", re.IGNORECASE)
 
 
 def _failure(error: Mapping[str, Any]) -> JobFailure:
-    message = scrub_text(str(error.get("message") or "the job failed (no message from the API)"))
+    message = redact.scrub(str(error.get("message") or "the job failed (no message from the API)"))
     param = _str(error.get("param"))
     line = None
     for text in (param or "", message):
@@ -332,13 +332,12 @@ class _Api:
         self.client = client.with_options(max_retries=0)  # one retry mechanism: ours
         self.base_url = _display_url(client.base_url)
         self.sleep = sleep or (lambda seconds: time.sleep(seconds))
-        key = getattr(client, "api_key", None)
-        self._secrets = [key] if isinstance(key, str) and len(key) >= 8 else []
+        redact.register(getattr(client, "api_key", None))
+        redact.register_url(str(client.base_url))
 
-    def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return scrub_text(text)
+    @staticmethod
+    def scrub(text: str) -> str:
+        return redact.scrub(text)
 
     def get(self, path: str, params: Mapping[str, Any] | None = None, *, what: str) -> dict:
         return self.call(what, lambda: self.client.get(
@@ -550,19 +549,7 @@ class _State:
         return data
 
     def save(self, data: Mapping[str, Any]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".jobs.", suffix=".tmp", dir=self.dir)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, indent=2, sort_keys=False)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_atomic(self.path, json.dumps(data, indent=2) + "\n", durable=True)
 
     def find_job(self, content_hash: str, base_url: str) -> dict | None:
         for entry in reversed(self.load()["jobs"]):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .baseline import suite_key
+from .files import append_text, write_atomic
 from .stats import p_phrase, suite_significance, wilson_interval
 
 DETAILS_OVER = 10  # id lists longer than this are folded into <details>
@@ -257,6 +258,8 @@ def render_markdown(report: Mapping[str, Any], baseline_diff: Mapping[str, dict]
     suites = report.get("suites") or []
     mark = "✅" if report.get("passed") else "❌"
     lines = [f"# {mark} pytest-ft: {'passed' if report.get('passed') else 'FAILED'}", ""]
+    if report.get("interrupted"):
+        lines += [f"> ❌ **The run did not finish** ({escape_text(report['interrupted'])}): not passed.", ""]
     lines += [" · ".join(run_facts(report, escape_text)), ""]
     for error in report.get("invalid_suites") or []:
         message = error.get("message", error) if isinstance(error, dict) else error
@@ -280,9 +283,7 @@ def write_markdown(report: Mapping[str, Any], path: str | Path,
                    baseline_diff: Mapping[str, dict] | None = None) -> str:
     """Write :func:`render_markdown` to ``path`` (creating its folder); return the Markdown."""
     markdown = render_markdown(report, baseline_diff)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(markdown, encoding="utf-8")
+    write_atomic(path, markdown)
     return markdown
 
 
@@ -295,6 +296,5 @@ def append_step_summary(markdown: str, environ: Mapping[str, str] = os.environ) 
     target = environ.get("GITHUB_STEP_SUMMARY")
     if not target:
         return False
-    with open(target, "a", encoding="utf-8") as handle:
-        handle.write(markdown if markdown.endswith("\n") else markdown + "\n")
+    append_text(target, markdown if markdown.endswith("\n") else markdown + "\n")
     return True

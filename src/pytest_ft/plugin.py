@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from . import redact
 from .html_report import write_html
 from .items import FtCase, FtFile, FtSuiteError
 from .markdown_report import append_step_summary, render_markdown, write_markdown
@@ -69,6 +70,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    redact.register_env()
+    redact.register_url(os.environ.get("OPENAI_BASE_URL"))
+    config.add_cleanup(redact.scrub_log_records())
     config.stash[SESSION_KEY] = EvalSession(config)
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(Controller(config), "pytest-ft-controller")
@@ -107,6 +111,10 @@ class Controller:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self) -> None:
         self.started = time.perf_counter()
+        # Until the run ends, its reports say it has not: a run killed outright (kill -9, the
+        # machine lost) must not leave the last run's "passed" behind for CI to read.
+        self._write_reports(build_report(Aggregator(), self.config.stash[SESSION_KEY].prices,
+                                         interrupted="the run has not finished (still running, or killed)"))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = getattr(report, "ft_result", None)
@@ -120,33 +128,55 @@ class Controller:
             self.aggregator.suite_errors.append(error)
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.aggregator:
-            return
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         evals = self.config.stash[SESSION_KEY]
-        options = evals.options
-        self.report = build_report(self.aggregator, evals.prices, evals.baseline)
+        if not self.aggregator:
+            self._write_reports(None)
+            return
+        self.report = build_report(self.aggregator, evals.prices, evals.baseline,
+                                   interrupted=_interruption(session, exitstatus))
         self.report["duration_s"] = round(time.perf_counter() - self.started, 3)
-        if options.report:
-            write_json(self.report, options.report)
-        diff = self.report.get("baseline", {}).get("suites")
-        markdown = write_markdown(self.report, options.markdown, diff) if options.markdown else None
+        markdown = self._write_reports(self.report)
         if os.environ.get("GITHUB_STEP_SUMMARY"):
-            append_step_summary(markdown or render_markdown(self.report, diff))
-        if options.html:
-            write_html(self.report, options.html, diff)
+            append_step_summary(markdown or render_markdown(self.report, self.report.get("baseline", {}).get("suites")))
         if not self.report["passed"] and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _write_reports(self, report: dict | None) -> str | None:
+        """Write (or, with no report, remove) the report files asked for; returns the Markdown."""
+        options = self.config.stash[SESSION_KEY].options
+        if report is None:
+            for path in (options.report, options.markdown, options.html):
+                if path is not None:
+                    path.unlink(missing_ok=True)
+            return None
+        diff = report.get("baseline", {}).get("suites")
+        if options.report:
+            write_json(report, options.report)
+        if options.html:
+            write_html(report, options.html, diff)
+        return write_markdown(report, options.markdown, diff) if options.markdown else None
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.report is None:
             return
         terminalreporter.section("pytest-ft")
-        terminalreporter.write_line(render(self.report))
+        terminalreporter.write_line(redact.scrub(render(self.report)))
         options = self.config.stash[SESSION_KEY].options
         for kind, path in (("JSON", options.report), ("Markdown", options.markdown), ("HTML", options.html)):
             if path:
                 terminalreporter.write_line(f"{kind} report: {path}")
+
+
+def _interruption(session: pytest.Session, exitstatus: int) -> str | None:
+    """Why the run stopped before its end, or None when it ran to the end."""
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        return "interrupted (Ctrl-C or SIGTERM)"
+    if exitstatus == pytest.ExitCode.INTERNAL_ERROR:
+        return "pytest hit an internal error"
+    if session.shouldfail or session.shouldstop:
+        return f"stopped early: {session.shouldfail or session.shouldstop}"
+    return None
 
 
 @pytest.hookimpl(trylast=True)

@@ -10,17 +10,17 @@ case's cassette holds only that case's calls, so replaying stays O(1) per case h
 large the suite grows.
 
 What reaches disk is scrubbed first: request headers are dropped except a short
-allow-list, response headers likewise (vcrpy's header filters only touch requests), and
-organization / project ids and API keys are masked in both bodies.
+allow-list, response headers likewise (vcrpy's header filters only touch requests), URL
+credentials are dropped, organization / project ids and every credential in use are masked
+in both bodies (:mod:`pytest_ft.redact`), and the file is written through
+:func:`pytest_ft.files.write_atomic`, which scrubs once more.
 """
 
 from __future__ import annotations
 
 import contextvars
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,19 +36,18 @@ from vcr.request import Request as VcrRequest
 from vcr.serialize import serialize
 from vcr.serializers import yamlserializer
 
+from .files import write_atomic
+from .redact import redact_url, scrub
+
 RECORD_MODES = ("once", "new_episodes", "none", "all")
 REPLAYED_HEADER = "x-pytest-ft-replayed"
+RECORDED_EXTENSION = "pytest_ft_recorded"  # on a live response: the request it was recorded under
 
 # Headers worth keeping in a recording; everything else (Authorization, api-key, cookies,
 # OpenAI-Organization, OpenAI-Project, request ids, client fingerprints) is dropped.
 KEPT_REQUEST_HEADERS = frozenset({"content-type"})
 KEPT_RESPONSE_HEADERS = frozenset({"content-type", "openai-model", "openai-processing-ms"})
 
-_SECRETS = [
-    (re.compile(r"\bsk-[A-Za-z0-9_-]{8,}"), "sk-REDACTED"),
-    (re.compile(r"\borg-[A-Za-z0-9]{8,}"), "org-REDACTED"),
-    (re.compile(r"\bproj_[A-Za-z0-9]{8,}"), "proj_REDACTED"),
-]
 _ID_KEYS = frozenset({"organization", "organization_id", "project", "project_id", "user_id"})
 
 current_cassette: contextvars.ContextVar["CaseCassette | None"] = contextvars.ContextVar(
@@ -57,12 +56,6 @@ current_cassette: contextvars.ContextVar["CaseCassette | None"] = contextvars.Co
 
 class RecordingMissing(Exception):
     """Replay-only mode met a request that has no recording."""
-
-
-def scrub_text(text: str) -> str:
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
-    return text
 
 
 def _scrub_ids(value: Any) -> Any:
@@ -87,7 +80,7 @@ def _readable_body(body: bytes | str | None) -> tuple[bytes | None, Any]:
         text = json.dumps(parsed[1], indent=2, ensure_ascii=False)
     except ValueError:
         parsed = None
-    scrubbed = scrub_text(text).encode("utf-8")
+    scrubbed = scrub(text).encode("utf-8")
     if parsed is None or scrubbed != text.encode("utf-8"):
         parsed = None  # the matcher parses the scrubbed text when it needs to
     return scrubbed, parsed
@@ -103,6 +96,7 @@ def filter_request(request: VcrRequest) -> VcrRequest:
     for name in list(request.headers):
         if name.lower() not in KEPT_REQUEST_HEADERS:
             del request.headers[name]
+    request.uri = redact_url(request.uri)
     request.body, parsed = _readable_body(request.body)
     if parsed is not None:
         request._ft_parsed = parsed
@@ -209,17 +203,7 @@ class AtomicPersister(FilesystemPersister):
 
     @staticmethod
     def save_cassette(cassette_path, cassette_dict, serializer) -> None:
-        path = Path(cassette_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = serialize(cassette_dict, serializer)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(cassette_path, serialize(cassette_dict, serializer))
 
 
 class CassetteUnreadable(Exception):
@@ -264,11 +248,20 @@ class CaseCassette:
         request._ft_filtered, request._ft_parsed = True, ("json", body)
         return self.play(request)
 
+    def discard(self, response: httpx2.Response) -> None:
+        """Forget the interaction just recorded for ``response``: its answer could not be read."""
+        request = response.extensions.get(RECORDED_EXTENSION)
+        kept = [(r, a) for r, a in self.cassette.data if r is not request]
+        self.recorded -= len(self.cassette.data) - len(kept)
+        self.cassette.data[:] = kept
+
     def save(self, *, complete: bool) -> None:
-        """Write the cassette if it changed. An incomplete case keeps what it did not replay."""
+        """Write the cassette if it changed. An incomplete case keeps what it did not replay;
+        a case with nothing to record leaves no file."""
         if not complete:
             self.cassette.drop_unused_requests = False
-        self.cassette._save()
+        if self.cassette.data or self.cassette._old_interactions:
+            self.cassette._save()
 
 
 class RecordingTransport(httpx2.AsyncBaseTransport):
@@ -311,7 +304,8 @@ class RecordingTransport(httpx2.AsyncBaseTransport):
         if response.status_code < 400:
             case_cassette.recorded += 1
         return httpx2.Response(response.status_code, headers=response.headers.multi_items(),
-                               stream=httpx2.ByteStream(content), extensions=response.extensions)
+                               stream=httpx2.ByteStream(content),
+                               extensions={**response.extensions, RECORDED_EXTENSION: vcr_request})
 
     async def aclose(self) -> None:
         await self.inner.aclose()

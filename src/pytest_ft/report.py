@@ -12,8 +12,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
@@ -21,6 +19,7 @@ from typing import Any, Iterable
 from tabulate import tabulate
 
 from .baseline import compare, suite_key
+from .files import write_atomic
 from .pricing import PriceTable
 from .stats import p_phrase, suite_significance
 
@@ -62,11 +61,13 @@ def _sum_costs(values: Iterable[float | None]) -> float | None:
     return total
 
 
-def build_report(aggregator: Aggregator, prices: PriceTable, baseline: dict | None = None) -> dict:
+def build_report(aggregator: Aggregator, prices: PriceTable, baseline: dict | None = None,
+                 interrupted: str | None = None) -> dict:
     """The JSON report: one entry per suite, in the order suites first reported.
 
     With a ``baseline`` (an earlier report), each suite also says what changed since then,
-    and ``max_regressions`` gates on the cases that regressed since then.
+    and ``max_regressions`` gates on the cases that regressed since then. ``interrupted``
+    says why the run did not finish (Ctrl-C, SIGTERM, ``-x``, a crash): such a run never passes.
     """
     by_suite: dict[str, list[dict]] = defaultdict(list)
     for record in aggregator.cases:
@@ -84,7 +85,8 @@ def build_report(aggregator: Aggregator, prices: PriceTable, baseline: dict | No
     report = {
         "version": REPORT_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "passed": all(s["gate"]["passed"] for s in suites) and not aggregator.suite_errors,
+        "passed": run_passed(suites, aggregator.suite_errors, interrupted),
+        "interrupted": interrupted,
         "suites": suites,
         "invalid_suites": aggregator.suite_errors,
         "calls": {"replayed": replayed, "live": total_calls - replayed},
@@ -95,6 +97,11 @@ def build_report(aggregator: Aggregator, prices: PriceTable, baseline: dict | No
         report["fixtures"] = _fixture_report(aggregator.calls, prices, missing)
     report["unpriced_models"] = sorted(missing)
     return report
+
+
+def run_passed(suites: list[dict], suite_errors: list, interrupted: str | None) -> bool:
+    """The one place that decides whether a run passed: it finished, every suite loaded, every gate passed."""
+    return interrupted is None and not suite_errors and all(s["gate"]["passed"] for s in suites)
 
 
 def _suite_report(records: list[dict], prices: PriceTable, missing: set[str]) -> dict:
@@ -324,6 +331,8 @@ def render(report: dict) -> str:
         lines.append("")
     for error in report["invalid_suites"]:
         lines.append(f"INVALID SUITE: {error['message']}")
+    if report.get("interrupted"):
+        lines.append(f"RUN NOT FINISHED: {report['interrupted']}: not passed")
     calls = report["calls"]
     lines.append(f"model calls: {calls['replayed']} replayed from recordings, {calls['live']} live")
     for model in report["unpriced_models"]:
@@ -359,17 +368,7 @@ def _id_list(title: str, ids: list[str], limit: int = 20) -> str:
 
 
 def write_json(report: dict, path: Path) -> None:
-    """Write atomically: a crash mid-write never leaves a truncated report behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(report, handle, indent=2, ensure_ascii=False, default=str)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def json_safe(value: Any) -> Any:

@@ -11,6 +11,9 @@ One retry mechanism: the openai client's own retries are off (``max_retries=0``)
 :meth:`Runner.complete` retries 408/409/429/5xx, timeouts and dropped connections with
 exponential backoff, honouring ``Retry-After``, outside the concurrency slot so a
 backing-off request does not block others.
+
+Whatever goes wrong in a case (an API error, an answer that cannot be read, a recording
+that cannot be written) becomes that case's error: :meth:`Runner.run_case` never raises.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import httpx2
 if TYPE_CHECKING:
     import openai
 
+from . import redact
 from .graders import GradeContext
 from .ratelimit import AdaptiveLimiter, retry_after
 from .recording import (REPLAYED_HEADER, CaseCassette, CassetteUnreadable, RecordingMissing, RecordingTransport,
@@ -40,6 +44,7 @@ from .recording import (REPLAYED_HEADER, CaseCassette, CassetteUnreadable, Recor
 DEFAULT_CONCURRENCY = 16
 DEFAULT_TIMEOUT = 60.0
 DEFAULT_RETRIES = 4
+MAX_TOKENS_PER_CALL = 100_000_000  # beyond any context window: a count above it is a broken server
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 NO_KEY = "pytest-ft-no-api-key"
 
@@ -80,12 +85,28 @@ class Usage:
                 "cached_tokens": self.cached_tokens, "requests": self.requests}
 
     @classmethod
-    def from_api(cls, usage: Mapping[str, Any] | None) -> "Usage":
-        usage = usage or {}
-        details = usage.get("prompt_tokens_details") or {}
-        return cls(prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                   completion_tokens=int(usage.get("completion_tokens") or 0),
-                   cached_tokens=int(details.get("cached_tokens") or 0), requests=1)
+    def from_api(cls, usage: Any) -> "Usage":
+        """The server's token counts; raises ValueError on counts no model can have used.
+
+        A server that reports no usage (some local servers) counts zero tokens.
+        """
+        if usage is None:
+            return cls(requests=1)
+        details = usage.get("prompt_tokens_details") if isinstance(usage, Mapping) else None
+        if not isinstance(usage, Mapping) or not isinstance(details or {}, Mapping):
+            raise ValueError(f"usage is not an object: {str(usage)[:100]!r}")
+        return cls(prompt_tokens=_token_count(usage, "prompt_tokens"),
+                   completion_tokens=_token_count(usage, "completion_tokens"),
+                   cached_tokens=_token_count(details or {}, "cached_tokens"), requests=1)
+
+
+def _token_count(usage: Mapping[str, Any], key: str) -> int:
+    value = usage.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TOKENS_PER_CALL:
+        raise ValueError(f"impossible token count {key}={str(value)[:40]!r}")
+    return value
 
 
 @dataclass
@@ -96,7 +117,14 @@ class Answer:
 
 
 class ApiError(Exception):
-    """A model call that failed for good; the message is the API's, with the model named."""
+    """A model call that failed for good; the message is the API's, with the model named.
+
+    Servers echo what they were sent, credentials included: the message is scrubbed here,
+    once, so no output path can show it raw.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(redact.scrub(message))
 
 
 @dataclass
@@ -157,6 +185,12 @@ class CaseJob:
     pass_if: str | int = "majority"
 
 
+def register_endpoint(endpoint: Endpoint) -> None:
+    """The key this endpoint reads and its URL's credentials are secrets from now on."""
+    redact.register(os.environ.get(endpoint.api_key_env))
+    redact.register_url(endpoint.base_url)
+
+
 def estimate_tokens(body: Mapping[str, Any]) -> int:
     """A request's tokens before sending it (~4 characters a token, plus the answer's cap)."""
     text = sum(len(str(m.get("content") or "")) for m in body.get("messages", ()))
@@ -172,13 +206,18 @@ def retry_delay(attempt: int, response: httpx2.Response | None) -> float:
     return min(0.5 * 2 ** attempt, 8.0) * random.uniform(0.75, 1.25)
 
 
-def describe_api_error(exc: BaseException, ref: ModelRef) -> str:
+def describe_api_error(exc: BaseException, ref: ModelRef, timeout: float | None = None) -> str:
     import openai
 
     where = f"{ref.role} model {ref.model!r}"
+    if isinstance(exc, TimeoutError):
+        return f"{where}: request timed out (no complete answer within {timeout:g} s; see --ft-timeout)"
     if isinstance(exc, openai.APIStatusError):
         body = exc.body if isinstance(exc.body, dict) else {}
         message = str(body.get("message") or exc.message)
+        if isinstance(exc.body, str) and exc.body.strip():  # a plain-text answer: it is the message
+            text = " ".join(exc.body.split())
+            message = text if len(text) <= 300 else text[:299] + "…"
         if body.get("code") or body.get("type"):
             message += f" ({body.get('code') or body.get('type')})"
         if exc.status_code == 401 and not os.environ.get(ref.endpoint.api_key_env):
@@ -189,7 +228,7 @@ def describe_api_error(exc: BaseException, ref: ModelRef) -> str:
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__
         detail = f"{type(cause).__name__}: {cause}" if cause else str(exc)
-        return f"{where}: cannot reach {ref.endpoint.base_url or 'the OpenAI API'} ({detail})"
+        return f"{where}: cannot reach {redact.redact_url(ref.endpoint.base_url or 'the OpenAI API')} ({detail})"
     return f"{where}: {type(exc).__name__}: {exc}"
 
 
@@ -292,6 +331,8 @@ class Runner:
         if shards is None:
             import openai   # here, not at the top: pytest runs without suites never pay for importing it
 
+            register_endpoint(endpoint)
+
             def make_client(connections: int) -> openai.AsyncOpenAI:
                 limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
                 transport = RecordingTransport(httpx2.AsyncHTTPTransport(limits=limits))
@@ -318,18 +359,28 @@ class Runner:
         if case_cassette is not None:
             recorded = case_cassette.play_json(f"{shards.clients[0].base_url}chat/completions", body)
             if recorded is not None:
-                return self._answer(ref, json.loads(recorded["body"]["string"]), replayed=True)
+                try:
+                    data = json.loads(recorded["body"]["string"])
+                except (ValueError, TypeError, KeyError) as exc:
+                    raise ApiError(f"{ref.role} model {ref.model!r}: the recording {case_cassette.path} holds an "
+                                   f"answer that is not JSON ({exc}); re-record it with --ft-record-mode=all") from None
+                return self._answer(ref, data, replayed=True)
         # The client's documented raw-request path: auth, base URL, headers and error
         # mapping as usual, without building typed models we would not use.
         response = await self.request(
             ref, lambda client: client.post("/chat/completions", body=body, cast_to=httpx2.Response),
             tokens=estimate_tokens(body) if self.tokens_per_minute else 0)
         try:
-            data = response.json()
-        except ValueError as exc:
-            raise ApiError(f"{ref.role} model {ref.model!r}: the response is not JSON: "
-                           f"{response.text[:200]!r}") from exc
-        return self._answer(ref, data, replayed=REPLAYED_HEADER in response.headers)
+            try:
+                data = response.json()
+            except ValueError:
+                raise ApiError(f"{ref.role} model {ref.model!r}: the response is not JSON: "
+                               f"{response.text[:200]!r}") from None
+            return self._answer(ref, data, replayed=REPLAYED_HEADER in response.headers)
+        except ApiError:
+            if case_cassette is not None:
+                case_cassette.discard(response)  # never replay an answer that could not be read
+            raise
 
     async def request(self, ref: ModelRef, send, *, tokens: int = 0) -> httpx2.Response:
         """``send(client)`` on one of ``ref``'s endpoint clients, within the concurrency limit,
@@ -344,7 +395,7 @@ class Runner:
             generation = await self.limiter.acquire(tokens)
             outcome: dict[str, Any] = {"ok": False}
             try:
-                async with shards.least_busy() as client:
+                async with shards.least_busy() as client, asyncio.timeout(self.timeout):
                     response = await send(client)
                 outcome.update(ok=True, headers=response.headers)
                 return response
@@ -357,9 +408,11 @@ class Runner:
                     outcome["retry_after"] = retry_after(exc.response.headers)
             except RecordingMissing as exc:
                 raise ApiError(f"{ref.role} model {ref.model!r}: {exc}") from None
-            except openai.APIConnectionError as exc:
+            except (openai.APIConnectionError, TimeoutError) as exc:
+                # TimeoutError: the answer did not arrive whole within the timeout (the client's own
+                # timeout bounds each read, so a server trickling bytes would never trip it).
                 if attempt >= self.max_retries:
-                    raise ApiError(describe_api_error(exc, ref)) from exc
+                    raise ApiError(describe_api_error(exc, ref, self.timeout)) from exc
                 delay = retry_delay(attempt, None)
             finally:
                 self.limiter.release(generation=generation, next_tokens=tokens, **outcome)
@@ -373,30 +426,39 @@ class Runner:
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise ApiError(f"{ref.role} model {ref.model!r}: unexpected response shape "
                            f"(no choices[0].message): {str(data)[:200]}") from exc
-        return Answer(text=text if isinstance(text, str) else "", usage=Usage.from_api(data.get("usage")),
-                      replayed=replayed)
+        try:
+            usage = Usage.from_api(data.get("usage"))
+        except ValueError as exc:
+            raise ApiError(f"{ref.role} model {ref.model!r}: the server reported impossible usage: {exc}") from None
+        return Answer(text=redact.scrub(text) if isinstance(text, str) else "", usage=usage, replayed=replayed)
 
     async def run_case(self, job: CaseJob) -> CaseResult:
+        """The case's result; whatever fails is in it, as the error of a model or of the case."""
         result = new_result(job, cassette=str(job.cassette) if job.cassette and self.record_mode else None)
+        case_cassette = None
         try:
             case_cassette = self.open_cassette(job.cassette, job.case_id)
-        except CassetteUnreadable as exc:
-            result.error = str(exc)
-            return result
-        current_cassette.set(case_cassette)  # this task's context: every request below uses it
-        try:
+            current_cassette.set(case_cassette)  # this task's context: every request below uses it
             answers = await asyncio.gather(*(self.complete(ref, job.messages, job.params)
                                              for ref in job.models for _ in range(job.repeat)),
                                            return_exceptions=True)
             for number, ref in enumerate(job.models):
                 record_answers(result.models[ref.role], answers[number * job.repeat:(number + 1) * job.repeat])
             await grade_case(job, result, self._judge_for(job, result))
+        except CassetteUnreadable as exc:
+            result.error = redact.scrub(str(exc))
+        except Exception as exc:
+            result.error = describe_failure(exc)
         finally:
-            if case_cassette is not None:
-                case_cassette.save(complete=not result.errors)
             self.cases_done += 1
             self.tokens += sum(o.usage.prompt_tokens + o.usage.completion_tokens for o in result.models.values())
             self.tokens += result.judge_usage.prompt_tokens + result.judge_usage.completion_tokens
+        if case_cassette is not None:
+            try:
+                case_cassette.save(complete=not result.errors)
+            except OSError as exc:
+                result.error = result.error or redact.scrub(
+                    f"cannot write the recording {case_cassette.path}: {exc.strerror or exc}")
         return result
 
     def progress(self, total: int) -> str:
@@ -443,11 +505,20 @@ def new_result(job: CaseJob, **fields: Any) -> CaseResult:
                       judge_model=job.judge.model if job.judge else None, **fields)
 
 
+def describe_failure(exc: BaseException) -> str:
+    """One line for a failure that is not the API's: what it was, scrubbed."""
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 300 else text[:299] + "…"
+    return redact.scrub(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+
 def record_answers(outcome: ModelOutcome, answers: list[Answer | BaseException]) -> None:
-    """A model's answers to a case (one per sample), or the API error that took their place."""
+    """A model's answers to a case (one per sample), or the error that took their place."""
     for answer in answers:
         if isinstance(answer, ApiError):
             outcome.error = outcome.error or str(answer)
+        elif isinstance(answer, Exception):
+            outcome.error = outcome.error or f"{outcome.role} model {outcome.model!r}: {describe_failure(answer)}"
         elif isinstance(answer, BaseException):
             raise answer
     if outcome.error:
@@ -482,7 +553,7 @@ async def grade_case(job: CaseJob, result: CaseResult, judge) -> None:
         if isinstance(grade, ApiError):
             outcome.error = outcome.error or f"judge: {grade}"
         elif isinstance(grade, Exception):
-            outcome.error = outcome.error or f"grader failed: {type(grade).__name__}: {grade}"
+            outcome.error = outcome.error or f"grader failed: {describe_failure(grade)}"
         elif isinstance(grade, BaseException):
             raise grade
         else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import math
 import os
 import queue
 import signal
@@ -25,7 +26,7 @@ import pytest
 from .baseline import BaselineError, load_baseline
 from .pricing import PriceFileError, PriceTable, fine_tuned_base
 from .recording import cassette_path
-from .runner import CaseJob, CaseResult, Endpoint, ModelRef, Runner
+from .runner import CaseJob, CaseResult, Endpoint, ModelOutcome, ModelRef, Runner, register_endpoint
 from .suite import ModelSpec, Suite, SuiteError
 
 if TYPE_CHECKING:
@@ -85,9 +86,12 @@ class Options:
             if value is None:
                 return default
             try:
-                return kind(value)
+                number = kind(value)
             except ValueError:
-                raise pytest.UsageError(f"--ft-{name.replace('_', '-')}: expected a number, got {value!r}") from None
+                number = math.nan
+            if not math.isfinite(number):
+                raise pytest.UsageError(f"--ft-{name.replace('_', '-')}: expected a number, got {value!r}")
+            return number
 
         options = cls(
             model=get("model"), base_model=get("base_model"), base_url=get("base_url"),
@@ -114,6 +118,20 @@ class Options:
             raise pytest.UsageError("--ft-repeat must be a whole number from 1 to 100")
         if options.concurrency < 1:
             raise pytest.UsageError("--ft-concurrency must be at least 1")
+        for name in ("timeout", "batch_poll", "train_poll"):
+            if getattr(options, name) <= 0:
+                raise pytest.UsageError(f"--ft-{name.replace('_', '-')} must be more than 0 seconds")
+        if options.retries < 0 or (options.tpm is not None and options.tpm < 1):
+            raise pytest.UsageError("--ft-retries must be 0 or more, --ft-tpm at least 1")
+        if options.max_regressions is not None and options.max_regressions < 0:
+            raise pytest.UsageError("--ft-max-regressions must be 0 or more")
+        for name in ("report", "markdown", "html"):
+            target = getattr(options, name)
+            if target is not None and (target.is_dir() or any(p.exists() and not p.is_dir() for p in target.parents)):
+                raise pytest.UsageError(f"--ft-{name}: {target} is a folder, or lies under a file: "
+                                        f"give the path of the file to write")
+        if options.cassette_dir is not None and options.cassette_dir.exists() and not options.cassette_dir.is_dir():
+            raise pytest.UsageError(f"--ft-cassette-dir: {options.cassette_dir} is not a folder")
         if options.min_accuracy is not None and not 0 <= options.min_accuracy <= 1:
             raise pytest.UsageError("--ft-min-accuracy must be between 0 and 1")
         from .recording import RECORD_MODES
@@ -159,6 +177,7 @@ class EvalSession:
         self._futures: dict[str, Any] = {}
         self._messages: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.is_worker = hasattr(config, "workerinput")
+        self._recording_folders: dict[Path, Path] = {}  # a suite's recordings folder -> its file
 
     # -- collection --------------------------------------------------------------------------
 
@@ -225,9 +244,18 @@ class EvalSession:
             thresholds["accuracy"] = o.min_accuracy
         if o.max_regressions is not None:
             thresholds["max_regressions"] = o.max_regressions
+        for model in (*models, judge):
+            if model is not None:
+                register_endpoint(model.endpoint)
         cassette_dir = None
         if o.record_mode is not None:
             cassette_dir = o.cassette_dir or suite.path.parent / "cassettes"
+            folder = cassette_path(cassette_dir, suite.name, "_").parent.resolve()
+            other = self._recording_folders.setdefault(folder, suite.path)
+            if other != suite.path:
+                raise SuiteError(suite.path, None, "suite", f"{self._relpath(other)} records into the same folder "
+                                 f"{self._relpath(folder)} (suite name {suite.name!r}): give one of them another "
+                                 f"'suite:' name, or their recordings would overwrite each other")
             owners: dict[Path, str] = {}
             for case in suite.cases:
                 recording = cassette_path(cassette_dir, suite.name, case.id)
@@ -357,6 +385,12 @@ class EvalSession:
                 continue
             with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
                 reporter.write_line(f"pytest-ft: {message}")
+
+    def failed_result(self, item: "FtCase", message: str) -> CaseResult:
+        """A case that could not be run or read: its ERROR, with every model of the suite named."""
+        plan = item.plan
+        return CaseResult(models={ref.role: ModelOutcome(role=ref.role, model=ref.model) for ref in plan.models},
+                          judge_model=plan.judge.model if plan.judge else None, error=message)
 
     def result_record(self, item: "FtCase") -> dict:
         """What the controller needs to build tables: JSON-safe, so xdist can carry it."""

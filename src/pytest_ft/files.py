@@ -1,0 +1,40 @@
+"""The one way pytest-ft writes a file: scrubbed of credentials, then atomically.
+
+A run killed mid-write must never leave half a report or recording behind (nor its
+temporary file), and xdist workers writing into the same folder must not race.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .redact import scrub
+
+
+def write_atomic(path: str | os.PathLike, text: str, *, durable: bool = False) -> None:
+    """Write ``text`` (scrubbed) to ``path`` through a temporary file in the same folder and a rename.
+
+    ``durable`` also flushes it to the disk before the rename, for state that must survive a
+    power cut (the record of a paid fine-tuning job).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:100]}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
+            handle.write(scrub(text))
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def append_text(path: str | os.PathLike, text: str) -> None:
+    """Append ``text`` (scrubbed): for files other tools share, such as GitHub's step summary."""
+    with open(path, "a", encoding="utf-8", errors="backslashreplace") as handle:
+        handle.write(scrub(text))
