@@ -13,6 +13,7 @@ YAML says what each model will do:
   requests for that (model, message) fail that way (429 with ``Retry-After: 0``; 500;
   the connection closed with no answer; a body that is not JSON). ``xN`` may be ``x99``.
 * ``FAULT=400`` always answers 400 with an API error message.
+* ``FAILFOR=x`` always answers 400 to a model whose name contains ``x``.
 * ``SLOW=ms``  waits that long before answering.
 * ``CACHED=n`` reports n cached prompt tokens.
 
@@ -292,6 +293,9 @@ class FakeOpenAI:
                 if slow:
                     time.sleep(int(slow.group(1)) / 1000)
                 fault = server._fault(model + "\0" + user, user)
+                only = re.search(r"FAILFOR=(\S+)", user)
+                if only and only.group(1) in model:
+                    fault = "400"
                 if fault == "429":
                     self._send(429, {"error": {"message": "Rate limit reached for requests", "type": "requests",
                                                "code": "rate_limit_exceeded"}}, headers={"Retry-After": "0"})

@@ -13,6 +13,8 @@ import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .results import case_verdict
+
 
 class BaselineError(Exception):
     """The baseline file cannot be used; the message names the file and says why."""
@@ -73,15 +75,8 @@ def suite_key(suite: dict) -> str:
 
 
 def _outcomes(suite: dict, role: str) -> dict[str, str]:
-    """Case id → "pass" / "fail" / "error" for one role, in the suite's case order."""
-    result: dict[str, str] = {}
-    for case in suite.get("cases", []):
-        entry = case.get(role)
-        if not isinstance(entry, dict) or entry.get("error") or case.get("errors"):
-            result[case["id"]] = "error"
-        else:
-            result[case["id"]] = "pass" if entry.get("passed") else "fail"
-    return result
+    """Case id → "pass" / "fail" / "error" / "unscored" for one role, in the suite's case order."""
+    return {case["id"]: str(case_verdict(case, role)) for case in suite.get("cases", [])}
 
 
 def _accuracy(suite: dict | None, role: str) -> float | None:

@@ -29,6 +29,7 @@ from .markdown_report import (
     role_significance,
     run_facts,
 )
+from .results import Verdict, case_verdict, flip, verdict
 from .stats import wilson_interval
 
 ROLE_COLOURS = ("#8a94a6", "#1f9d74", "#d9822b", "#7b61c4", "#c4495a", "#2d7fc1")
@@ -283,22 +284,20 @@ def _as_text(value: Any) -> str:
 
 def case_flags(case: Mapping[str, Any]) -> dict[str, bool]:
     """What the filters need: the tuned model missed; base and tuned disagree."""
-    base, tuned = case.get("base"), case.get("tuned")
-    tuned_ok = isinstance(tuned, dict) and bool(tuned.get("passed")) and not tuned.get("error")
-    flip = (isinstance(base, dict) and isinstance(tuned, dict) and not base.get("error") and not tuned.get("error")
-            and not case.get("errors") and bool(base.get("passed")) != bool(tuned.get("passed")))
-    return {"miss": isinstance(tuned, dict) and not tuned_ok, "flip": flip}
+    tuned = case.get("tuned")
+    return {"miss": isinstance(tuned, dict) and case_verdict(case, "tuned") is not Verdict.PASS,
+            "flip": flip(case) is not None}
 
 
-def _answer(role: str, entry: Mapping[str, Any] | None, colour: str) -> str:
+_STATES = {Verdict.PASS: ("pass", "pass"), Verdict.FAIL: ("miss", "miss"), Verdict.ERROR: ("error", "error"),
+           Verdict.UNSCORED: ("error", "unscored")}
+
+
+def _answer(role: str, entry: Mapping[str, Any] | None, colour: str, case_error: str | None = None) -> str:
     if not isinstance(entry, dict):
         return f'<div class="answer"><div class="role">{esc(role)}</div><p class="muted">not run</p></div>'
-    if entry.get("error"):
-        state, badge = "error", _badge("error", "error")
-    elif entry.get("passed"):
-        state, badge = "pass", _badge("pass", "pass")
-    else:
-        state, badge = "miss", _badge("miss", "miss")
+    state, label = _STATES[verdict(entry, case_error)]
+    badge = _badge(state, label)
     extra = []
     if entry.get("flaky"):
         extra.append(_badge("flaky", "flaky"))
@@ -327,15 +326,14 @@ def _answer(role: str, entry: Mapping[str, Any] | None, colour: str) -> str:
 def _case_html(case: Mapping[str, Any], roles: Sequence[str], all_role_order: Sequence[str]) -> str:
     flags = case_flags(case)
     badges = []
-    tuned = case.get("tuned")
-    if flags["flip"] and isinstance(tuned, dict):
-        badges.append(_badge("pass", "fixed by tuning") if tuned.get("passed") else _badge("miss", "regression"))
+    if flags["flip"]:
+        badges.append(_badge("pass", "fixed by tuning") if flip(case) == "fixed" else _badge("miss", "regression"))
     if case.get("errors"):
         badges.append(_badge("error", "error"))
     if any(isinstance(case.get(r), dict) and case[r].get("flaky") for r in roles):
         badges.append(_badge("flaky", "flaky"))
-    answers = "".join(_answer(r, case.get(r), role_colour(all_role_order.index(r)) if r in all_role_order else "#999")
-                      for r in roles)
+    answers = "".join(_answer(r, case.get(r), role_colour(all_role_order.index(r)) if r in all_role_order else "#999",
+                              case.get("error")) for r in roles)
     errors = "".join(f'<p class="err">{esc(e)}</p>' for e in case.get("errors") or []
                      if not any(isinstance(case.get(r), dict) and case[r].get("error") == e for r in roles))
     return (f'<article class="case" data-miss="{int(flags["miss"])}" data-flip="{int(flags["flip"])}" '

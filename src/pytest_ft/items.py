@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .redact import scrub
+from .results import Verdict, verdict
 from .runner import describe_failure
 from .suite import Case, Suite, SuiteError, load_suite
 
@@ -114,8 +115,7 @@ class FtCase(pytest.Item):
             pytest.fail(scrub("\n".join(self.result.errors)), pytrace=False)
 
     def runtest(self) -> None:
-        tuned = self.result.models["tuned"]
-        if tuned.passed:
+        if self._verdict("tuned") is Verdict.PASS:
             return
         message = scrub(self.describe_miss())
         if self.plan.gated:
@@ -127,7 +127,10 @@ class FtCase(pytest.Item):
                  f"  input:    {_short(self.case.input)}",
                  f"  expected: {_short(self.case.expected)}"]
         for role, outcome in self.result.models.items():
-            verdict = "pass" if outcome.passed else "miss"
-            lines.append(f"  {role + ':':9} {_short(outcome.output)}  [{verdict}, score {outcome.score:.2f}] "
-                         f"{_short(outcome.reason, 160)}")
+            label = "miss" if self._verdict(role) is Verdict.FAIL else self._verdict(role)
+            lines.append(f"  {role + ':':9} {_short(outcome.output)}  [{label}, score "
+                         f"{outcome.score:.2f}] {_short(outcome.reason, 160)}")
         return "\n".join(lines)
+
+    def _verdict(self, role: str) -> Verdict:
+        return verdict(self.ft_result["outcomes"].get(role), self.ft_result.get("error"))

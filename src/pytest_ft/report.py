@@ -21,6 +21,7 @@ from tabulate import tabulate
 from .baseline import compare, suite_key
 from .files import write_atomic
 from .pricing import PriceTable
+from .results import Verdict, case_verdict, flip, verdict
 from .stats import p_phrase, suite_significance
 
 REPORT_VERSION = 1
@@ -108,16 +109,18 @@ def _suite_report(records: list[dict], prices: PriceTable, missing: set[str]) ->
     first = records[0]
     roles = list(first["models"])
     batch = any(r.get("batch") for r in records)
+    cases = [_case_entry(r) for r in records]
     models: dict[str, dict] = {}
     for role in roles:
         outcomes = [r["outcomes"][role] for r in records if role in r["outcomes"]]
+        verdicts = [case_verdict(case, role) for case in cases if role in case]
         usage = {key: sum(o[key] for o in outcomes) for key in
                  ("prompt_tokens", "completion_tokens", "cached_tokens", "requests")}
         model = first["models"][role]
-        passed = sum(1 for o in outcomes if o["passed"])
+        passed = verdicts.count(Verdict.PASS)
         models[role] = {
             "model": model, "cases": len(outcomes), "passed": passed,
-            "errors": sum(1 for o in outcomes if o["error"]),
+            "errors": verdicts.count(Verdict.ERROR),
             "accuracy": passed / len(outcomes) if outcomes else 0.0,
             **usage, "cost_usd": _cost(prices, model, usage, missing, batch),
             "replayed": sum(1 for o in outcomes if o["replayed"]),
@@ -130,20 +133,14 @@ def _suite_report(records: list[dict], prices: PriceTable, missing: set[str]) ->
         judge_model = next(r["judge_model"] for r in judge_records)
         judge = {"model": judge_model, **usage, "cost_usd": _cost(prices, judge_model, usage, missing, batch)}
 
-    fixed, regressions = [], []
-    for r in records:
-        base, tuned = r["outcomes"].get("base"), r["outcomes"].get("tuned")
-        if base is None or tuned is None or base["error"] or tuned["error"]:
-            continue
-        if tuned["passed"] and not base["passed"]:
-            fixed.append(r["id"])
-        elif base["passed"] and not tuned["passed"]:
-            regressions.append(r["id"])
+    flips = [(case["id"], flip(case)) for case in cases]
+    fixed = [case_id for case_id, change in flips if change == "fixed"]
+    regressions = [case_id for case_id, change in flips if change == "regressed"]
 
     gain = None
     if "base" in models and "tuned" in models:
         gain = models["tuned"]["accuracy"] - models["base"]["accuracy"]
-    errored = [r["id"] for r in records if r["errors"]]
+    errored = [case["id"] for case in cases if any(case_verdict(case, role) is Verdict.ERROR for role in roles)]
     flaky = [r["id"] for r in records if any(o.get("flaky") for o in r["outcomes"].values())]
     cost_benefit = _cost_benefit(models, gain, first.get("training"), prices)
     report = {
@@ -151,7 +148,7 @@ def _suite_report(records: list[dict], prices: PriceTable, missing: set[str]) ->
         "cost_benefit": cost_benefit,
         "gate": None, "models": models, "gain": gain, "judge": judge,
         "fixed": fixed, "regressions": regressions, "errored": errored, "flaky": flaky,
-        "cases": [_case_entry(r) for r in records],
+        "cases": cases,
     }
     return report
 
@@ -206,11 +203,13 @@ def _estimated_training_tokens(training: dict) -> int | None:
 
 def _case_entry(record: dict) -> dict:
     entry = {"id": record["id"], "nodeid": record["nodeid"], "input": record["input"],
-             "expected": record["expected"], "errors": record["errors"], "cassette": record["cassette"]}
+             "expected": record["expected"], "errors": record["errors"], "error": record.get("error"),
+             "cassette": record["cassette"]}
     for role, outcome in record["outcomes"].items():
         entry[role] = {k: outcome[k] for k in ("model", "output", "passed", "score", "reason", "replayed", "error",
                                                 "prompt_tokens", "completion_tokens", "samples", "pass_rate", "flaky")
                        if k in outcome}
+        entry[role]["verdict"] = str(verdict(outcome, record.get("error")))
     return entry
 
 
@@ -220,7 +219,9 @@ def check_gate(suite: dict) -> dict:
     tuned = suite["models"].get("tuned", {})
     failures: list[str] = []
     if suite["errored"]:
-        failures.append(f"{len(suite['errored'])} case(s) could not be evaluated: {', '.join(suite['errored'][:5])}")
+        who = ", ".join(f"{role} {m['errors']}" for role, m in suite["models"].items() if m.get("errors"))
+        failures.append(f"{len(suite['errored'])} case(s) could not be evaluated (errors: {who}): "
+                        f"{', '.join(suite['errored'][:5])}")
     if not thresholds:
         missed = tuned.get("cases", 0) - tuned.get("passed", 0) - tuned.get("errors", 0)
         if missed:

@@ -18,6 +18,8 @@ import math
 from statistics import NormalDist
 from typing import Any
 
+from .results import Verdict, case_verdict
+
 ALPHA = 0.05
 MIN_CASES = 10
 
@@ -149,20 +151,16 @@ def min_attainable_p(n_discordant: int) -> float:
 def paired_counts(cases: list[dict], base: str = "base", tuned: str = "tuned") -> dict[str, int]:
     """The 2x2 table of paired outcomes over the cases both models answered.
 
-    A case is left out when either role is missing, errored, or the case carries errors (say, the
-    judge failed): it says nothing about which model is better.
+    A case is left out unless both roles passed or failed it (see :func:`pytest_ft.results.verdict`):
+    an error or an unscored answer says nothing about which model is better.
     """
     counts = {"both": 0, "base_only": 0, "tuned_only": 0, "neither": 0}
+    keys = {(Verdict.PASS, Verdict.PASS): "both", (Verdict.PASS, Verdict.FAIL): "base_only",
+            (Verdict.FAIL, Verdict.PASS): "tuned_only", (Verdict.FAIL, Verdict.FAIL): "neither"}
     for case in cases:
-        first, second = case.get(base), case.get(tuned)
-        if not isinstance(first, dict) or not isinstance(second, dict):
-            continue
-        if case.get("errors") or first.get("error") or second.get("error"):
-            continue
-        key = {(True, True): "both", (True, False): "base_only",
-               (False, True): "tuned_only", (False, False): "neither"}[(bool(first.get("passed")),
-                                                                        bool(second.get("passed")))]
-        counts[key] += 1
+        key = keys.get((case_verdict(case, base), case_verdict(case, tuned)))
+        if key is not None:
+            counts[key] += 1
     return counts
 
 
