@@ -26,6 +26,7 @@ import pytest
 from .baseline import BaselineError, load_baseline
 from .pricing import PriceFileError, PriceTable, fine_tuned_base
 from .recording import cassette_path
+from .redact import scrub
 from .runner import CaseJob, CaseResult, Endpoint, ModelOutcome, ModelRef, Runner, register_endpoint
 from .suite import ModelSpec, Suite, SuiteError
 
@@ -384,7 +385,7 @@ class EvalSession:
             if reporter is None:
                 continue
             with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
-                reporter.write_line(f"pytest-ft: {message}")
+                reporter.write_line(scrub(f"pytest-ft: {message}"))
 
     def failed_result(self, item: "FtCase", message: str) -> CaseResult:
         """A case that could not be run or read: its ERROR, with every model of the suite named."""
@@ -406,6 +407,7 @@ class EvalSession:
             "judge_model": result.judge_model,
             "cassette": result.cassette,
             "errors": result.errors,
+            "error": result.error,
             "batch": result.batch,
         }
 
