@@ -13,60 +13,19 @@ from pathlib import Path
 import pytest
 
 from . import redact
+from .config import add_options
 from .html_report import write_html
 from .items import FtCase, FtFile, FtSuiteError
 from .markdown_report import append_step_summary, render_markdown, write_markdown
-from .recording import RECORD_MODES
 from .report import Aggregator, build_report, render, write_json
-from .runner import DEFAULT_CONCURRENCY, ModelRef
+from .runner import ModelRef
 from .session import SESSION_KEY, EvalSession
 from .suite import is_suite_file
 
 CALLS_KEY = pytest.StashKey[list]()
 
-_OPTIONS = [
-    # name, help, extra argparse keywords
-    ("model", "the fine-tuned model under test, e.g. ft:gpt-4o-mini-2024-07-18:acme:x:abc123", {}),
-    ("base-model", "the base model to compare with (default: the suite's, else the base named in the ft: id)", {}),
-    ("base-url", "OpenAI-compatible endpoint (default: $OPENAI_BASE_URL, else OpenAI's)", {}),
-    ("judge-model", "model for 'judge' graders", {}),
-    ("concurrency", f"requests in flight at once, across cases and models (default {DEFAULT_CONCURRENCY})", {}),
-    ("timeout", "seconds per request before it is retried (default 60)", {}),
-    ("retries", "retries of a request after 429, 5xx, timeouts or dropped connections (default 4)", {}),
-    ("tpm", "tokens-per-minute budget: requests wait rather than exceed it", {}),
-    ("repeat", "sample each model N times per case, for suites and cases that do not say (default 1)", {}),
-    ("pass-if", "with repeats, a case passes when: majority (default), all, any, or a number k of samples", {}),
-    ("min-accuracy", "gate every suite on the tuned model's accuracy (0..1)", {}),
-    ("train", "fine-tune on this chat JSONL (unless --ft-model is given) and evaluate the model it makes", {}),
-    ("train-poll", "seconds between fine-tuning job status checks (default 10)", {}),
-    ("batch-poll", "seconds between batch status checks (default 30)", {}),
-    ("max-regressions", "gate every suite on cases that regressed since --ft-baseline (else against base)", {}),
-    ("baseline", "an earlier JSON report to compare with, case by case", {}),
-    ("report", "write the JSON report here", {}),
-    ("markdown", "write the summary as GitHub Markdown here (also appended to $GITHUB_STEP_SUMMARY)", {}),
-    ("html", "write a self-contained HTML report here", {}),
-    ("prices", "YAML/JSON price file overriding the built-in per-1M-token prices", {}),
-    ("record-mode", "vcrpy record mode: once (default: replay what is recorded, record what is missing), "
-                    "new_episodes, none (replay only, no network), all (re-record)", {"choices": RECORD_MODES}),
-    ("cassette-dir", "where recordings live (default: cassettes/ beside each suite)", {}),
-]
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("ft", "pytest-ft: evaluate fine-tuned models")
-    for name, help_text, extra in _OPTIONS:
-        dest = "ft_" + name.replace("-", "_")
-        group.addoption(f"--ft-{name}", dest=dest, default=None, help=help_text, **extra)
-        parser.addini(dest, help_text)
-    group.addoption("--ft-batch", dest="ft_batch", action="store_true", default=None,
-                    help="send every suite's requests as OpenAI Batch API jobs (half price, within 24 h)")
-    group.addoption("--ft-batch-submit-only", dest="ft_batch_submit_only", action="store_true", default=False,
-                    help="with --ft-batch: submit the batches and exit; the same command later collects them")
-    parser.addini("ft_batch", "send requests through the Batch API", type="bool", default=False)
-    group.addoption("--ft-launch", dest="ft_launch", action="store_true", default=False,
-                    help="allow launching a (paid) fine-tuning job when none matches the training data")
-    group.addoption("--ft-disable-recording", dest="ft_disable_recording", action="store_true", default=False,
-                    help="send every request live and record nothing")
+    add_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:

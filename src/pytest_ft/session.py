@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import math
 import os
 import queue
 import signal
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .baseline import BaselineError, load_baseline
+from .config import Options
 from .pricing import PriceFileError, PriceTable, fine_tuned_base
 from .recording import cassette_path
 from .redact import scrub
@@ -35,110 +35,6 @@ if TYPE_CHECKING:
     from .items import FtCase
 
 SESSION_KEY = pytest.StashKey["EvalSession"]()
-
-
-@dataclass
-class Options:
-    """Every ``--ft-*`` option, resolved: command line, else ini, else default."""
-
-    model: str | None = None
-    base_model: str | None = None
-    base_url: str | None = None
-    judge_model: str | None = None
-    concurrency: int = 16
-    timeout: float = 60.0
-    retries: int = 4
-    tpm: int | None = None
-    repeat: int = 1
-    pass_if: str | int = "majority"
-    min_accuracy: float | None = None
-    report: Path | None = None
-    markdown: Path | None = None
-    html: Path | None = None
-    baseline: Path | None = None
-    max_regressions: int | None = None
-    prices: Path | None = None
-    record_mode: str | None = "once"  # None: recording disabled
-    cassette_dir: Path | None = None
-    batch: bool = False
-    batch_submit_only: bool = False
-    batch_poll: float = 30.0
-    train: Path | None = None
-    launch: bool = False
-    train_poll: float = 10.0
-
-    @classmethod
-    def from_config(cls, config: pytest.Config) -> "Options":
-        def get(name: str) -> Any:
-            value = config.getoption(f"ft_{name}", None)
-            if value is None:
-                value = config.getini(f"ft_{name}") or None
-            return value
-
-        def path(name: str) -> Path | None:
-            cli = config.getoption(f"ft_{name}", None)
-            if cli:
-                return Path(config.invocation_params.dir, cli)
-            ini = config.getini(f"ft_{name}")
-            return Path(config.rootpath, ini) if ini else None
-
-        def number(name: str, kind, default):
-            value = get(name)
-            if value is None:
-                return default
-            try:
-                number = kind(value)
-            except ValueError:
-                number = math.nan
-            if not math.isfinite(number):
-                raise pytest.UsageError(f"--ft-{name.replace('_', '-')}: expected a number, got {value!r}")
-            return number
-
-        options = cls(
-            model=get("model"), base_model=get("base_model"), base_url=get("base_url"),
-            judge_model=get("judge_model"),
-            concurrency=number("concurrency", int, 16), timeout=number("timeout", float, 60.0),
-            retries=number("retries", int, 4), tpm=number("tpm", int, None),
-            repeat=number("repeat", int, 1), pass_if=_pass_rule(get("pass_if")), min_accuracy=number("min_accuracy", float, None),
-            report=path("report"), markdown=path("markdown"), html=path("html"), baseline=path("baseline"),
-            max_regressions=number("max_regressions", int, None), prices=path("prices"),
-            record_mode=get("record_mode") or "once", cassette_dir=path("cassette_dir"),
-        )
-        cli_batch = config.getoption("ft_batch", None)
-        options.batch = bool(cli_batch if cli_batch is not None else config.getini("ft_batch"))
-        options.batch_submit_only = bool(config.getoption("ft_batch_submit_only", False))
-        options.batch_poll = number("batch_poll", float, 30.0)
-        options.train = path("train")
-        options.launch = bool(config.getoption("ft_launch", False))
-        options.train_poll = number("train_poll", float, 10.0)
-        if options.batch_submit_only and not options.batch:
-            options.batch = True
-        if config.getoption("ft_disable_recording", False):
-            options.record_mode = None
-        if not 1 <= options.repeat <= 100:
-            raise pytest.UsageError("--ft-repeat must be a whole number from 1 to 100")
-        if options.concurrency < 1:
-            raise pytest.UsageError("--ft-concurrency must be at least 1")
-        for name in ("timeout", "batch_poll", "train_poll"):
-            if getattr(options, name) <= 0:
-                raise pytest.UsageError(f"--ft-{name.replace('_', '-')} must be more than 0 seconds")
-        if options.retries < 0 or (options.tpm is not None and options.tpm < 1):
-            raise pytest.UsageError("--ft-retries must be 0 or more, --ft-tpm at least 1")
-        if options.max_regressions is not None and options.max_regressions < 0:
-            raise pytest.UsageError("--ft-max-regressions must be 0 or more")
-        for name in ("report", "markdown", "html"):
-            target = getattr(options, name)
-            if target is not None and (target.is_dir() or any(p.exists() and not p.is_dir() for p in target.parents)):
-                raise pytest.UsageError(f"--ft-{name}: {target} is a folder, or lies under a file: "
-                                        f"give the path of the file to write")
-        if options.cassette_dir is not None and options.cassette_dir.exists() and not options.cassette_dir.is_dir():
-            raise pytest.UsageError(f"--ft-cassette-dir: {options.cassette_dir} is not a folder")
-        if options.min_accuracy is not None and not 0 <= options.min_accuracy <= 1:
-            raise pytest.UsageError("--ft-min-accuracy must be between 0 and 1")
-        from .recording import RECORD_MODES
-        if options.record_mode is not None and options.record_mode not in RECORD_MODES:
-            raise pytest.UsageError(f"--ft-record-mode must be one of {', '.join(RECORD_MODES)}")
-        return options
 
 
 @dataclass
@@ -450,16 +346,6 @@ def _xdist_queue(config: pytest.Config):
         if queue is not None and hasattr(queue, "lock"):
             return queue
     return None
-
-
-def _pass_rule(value: str | None) -> str | int:
-    if value is None:
-        return "majority"
-    if value in ("majority", "all", "any"):
-        return value
-    if str(value).isdigit() and int(value) >= 1:
-        return int(value)
-    raise pytest.UsageError(f"--ft-pass-if: expected majority, all, any or a number, got {value!r}")
 
 
 def default_endpoint(options: Options) -> Endpoint:
