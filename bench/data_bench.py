@@ -31,7 +31,8 @@ LABELS = ("POSITIVO", "NEGATIVO", "NEUTRO")
 CHILD = r"""
 import json, os, resource, sys, time
 sys.path.insert(0, os.environ["BENCH_SRC"])
-from pytest_ft import data, tokens
+from pytest_ft import data
+from pytest_ft.data import tokens
 
 def rss_mb():
     with open("/proc/self/status") as f:

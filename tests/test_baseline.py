@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pytest_ft.baseline import BaselineError, compare, count_regressions, load_baseline, suite_key
+from pytest_ft.report.baseline import BaselineError, compare, count_regressions, load_baseline, suite_key
 
 
 def _case(case_id, tuned_passed, base_passed=True, error=None):

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 import pytest_ft
-from pytest_ft import data, tokens
+from pytest_ft import data
+from pytest_ft.data import tokens
 from pytest_ft.data import ERROR_KINDS, WARNING_KINDS, DataError
 
 # --------------------------------------------------------------------------------------------

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from vcr.request import Request
 
-from pytest_ft import cassettes
+from pytest_ft.recording import audit as cassettes
 from pytest_ft.cli import main as cli_main
-from pytest_ft.recording import CaseCassette
+from pytest_ft.recording.cassette import CaseCassette
 
 TUNED = "ft:gpt-4o-mini-2024-07-18:acme:sentiment:abc123"
 

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from finetune_server import FakeFineTuning
-from pytest_ft import jobs
+from pytest_ft.training import jobs
 from pytest_ft.cli import main as cli_main
-from pytest_ft.pricing import PriceTable
+from pytest_ft.report.pricing import PriceTable
 
 BASE = "gpt-4o-mini-2024-07-18"
 KEY = "sk-" "test-key-0123456789abcdefghijklmnop"

@@ -12,7 +12,7 @@ import time
 import pytest
 import yaml
 
-from pytest_ft.ratelimit import AdaptiveLimiter, parse_reset, retry_after
+from pytest_ft.run.ratelimit import AdaptiveLimiter, parse_reset, retry_after
 
 TUNED = "ft:gpt-4o-mini-2024-07-18:acme:sentiment:abc123"
 
@@ -172,7 +172,7 @@ def test_sigterm_summarises_what_finished_and_the_next_run_pays_only_for_the_res
 
 
 def test_progress_line_counts_cases_requests_and_tokens(server):
-    from pytest_ft.runner import CaseJob, Endpoint, ModelRef, Runner
+    from pytest_ft.run.runner import CaseJob, Endpoint, ModelRef, Runner
     from pytest_ft.graders import build_grader
 
     runner = Runner(concurrency=4, record_mode=None)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import without_run_details
 
-from pytest_ft import cassettes as cassettes_cli
+from pytest_ft.recording import audit as cassettes_cli
 from pytest_ft.cli import main as cli_main
 
 TUNED = "ft:gpt-4o-mini-2024-07-18:acme:sentiment:abc123"

@@ -10,9 +10,9 @@ from html.parser import HTMLParser
 
 import pytest
 
-from pytest_ft.baseline import compare
-from pytest_ft.html_report import render_html, write_html
-from pytest_ft.markdown_report import append_step_summary, code, escape_cell, fmt_cost, render_markdown, write_markdown
+from pytest_ft.report.baseline import compare
+from pytest_ft.report.render.html import render_html, write_html
+from pytest_ft.report.render.markdown import append_step_summary, code, escape_cell, fmt_cost, render_markdown, write_markdown
 
 # -- report builders ---------------------------------------------------------------------------
 

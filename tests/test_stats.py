@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from pytest_ft.stats import (
+from pytest_ft.report.stats import (
     format_p,
     mcnemar_exact,
     min_attainable_p,

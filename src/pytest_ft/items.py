@@ -19,11 +19,11 @@ import pytest
 
 from .redact import scrub
 from .results import Verdict, verdict
-from .runner import describe_failure
+from .run.runner import describe_failure
 from .suite import Case, Suite, SuiteError, load_suite
 
 if TYPE_CHECKING:
-    from .session import EvalSession
+    from .run.session import EvalSession
 
 
 class FtFile(pytest.File):
@@ -32,7 +32,7 @@ class FtFile(pytest.File):
     suite: Suite
 
     def collect(self):
-        from .session import SESSION_KEY
+        from .run.session import SESSION_KEY
 
         evals: EvalSession = self.config.stash[SESSION_KEY]
         try:
@@ -90,9 +90,9 @@ class FtCase(pytest.Item):
         return self.path, self.case.line - 1, f"{self.suite.name}::{self.case.id}"
 
     def setup(self) -> None:
-        from .session import SESSION_KEY
+        from .run.session import SESSION_KEY
 
-        from .batch import Pending
+        from .run.batch import Pending
 
         evals: EvalSession = self.config.stash[SESSION_KEY]
         try:

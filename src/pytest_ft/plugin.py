@@ -14,12 +14,12 @@ import pytest
 
 from . import redact
 from .config import add_options
-from .html_report import write_html
+from .report.render.html import write_html
 from .items import FtCase, FtFile, FtSuiteError
-from .markdown_report import append_step_summary, render_markdown, write_markdown
-from .report import Aggregator, build_report, render, write_json
-from .runner import ModelRef
-from .session import SESSION_KEY, EvalSession
+from .report.render.markdown import append_step_summary, render_markdown, write_markdown
+from .report.aggregate import Aggregator, build_report, render, write_json
+from .run.runner import ModelRef
+from .run.session import SESSION_KEY, EvalSession
 from .suite import is_suite_file
 
 CALLS_KEY = pytest.StashKey[list]()
@@ -158,7 +158,7 @@ def ft_models(pytestconfig: pytest.Config) -> dict[str, ModelRef]:
     From ``--ft-model`` / ``--ft-base-model`` (or their ini options; the base defaults to the
     one named in the ``ft:`` id). Skips the test when no tuned model is configured.
     """
-    from .session import model_refs
+    from .run.session import model_refs
 
     return model_refs(pytestconfig.stash[SESSION_KEY])
 
@@ -184,7 +184,7 @@ def ft_complete(request: pytest.FixtureRequest, ft_models):
     Goes through the same runner as the suites: retried, recorded and replayed (one
     cassette per test), and its tokens and cost land in the end-of-run tables.
     """
-    from .session import fixture_completer
+    from .run.session import fixture_completer
 
     yield from fixture_completer(request, ft_models, CALLS_KEY)
 

@@ -644,7 +644,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"pytest-ft serve: error: {exc.name} is not installed: pip install 'pytest-ft[local]'",
               file=sys.stderr)
         return 2
-    from . import models, training
+    from . import models
+    from . import training
     from .storage import default_data_dir
 
     def log(message: str) -> None:

@@ -54,10 +54,10 @@ import httpx2
 import openai
 from tabulate import tabulate
 
-from . import redact
-from .files import write_atomic
-from .pricing import PriceTable, fine_tuned_base
-from .ratelimit import retry_after
+from .. import redact
+from ..files import write_atomic
+from ..report.pricing import PriceTable, fine_tuned_base
+from ..run.ratelimit import retry_after
 
 __all__ = [
     "JobError", "LaunchNotAllowed", "JobFailure", "JobInfo", "Progress", "ensure_job", "wait_for_job",
@@ -726,7 +726,8 @@ def _check_data(train_file: Path, val_file: Path | None, base_model: str, method
     Any error forbids launching. A model whose tokenizer is unknown (an open model on a local
     backend) is checked with the default model's tokenizer: the format checks are the same.
     """
-    from . import data, tokens
+    from .. import data
+    from ..data import tokens
 
     errors: list[str] = []
     warnings: list[str] = []
@@ -1233,7 +1234,7 @@ def _cassette(path: str | None, mode: str) -> Iterator[None]:
         return
     import vcr
 
-    from .recording import filter_request, filter_response, readable_yaml
+    from ..recording.cassette import filter_request, filter_response, readable_yaml
 
     def before_record_request(request: Any) -> Any:
         return _digest_uploads(filter_request(request))

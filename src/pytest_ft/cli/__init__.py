@@ -10,10 +10,10 @@ import argparse
 import importlib
 import sys
 
-from . import __version__
+from .. import __version__
 
 # Modules that add subcommands, in the order they appear in --help.
-COMMAND_MODULES = ("pytest_ft.data", "pytest_ft.jobs", "pytest_ft.local.server", "pytest_ft.cassettes")
+COMMAND_MODULES = ("pytest_ft.data", "pytest_ft.training.jobs", "pytest_ft.local.server", "pytest_ft.recording.audit")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +46,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import jobs
-from .runner import Endpoint
+from ..run.runner import Endpoint
 
 
 class TrainingError(Exception):

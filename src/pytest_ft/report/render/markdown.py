@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
-from .baseline import suite_key
-from .files import append_text, write_atomic
-from .stats import p_phrase, suite_significance, wilson_interval
+from ..baseline import suite_key
+from ...files import append_text, write_atomic
+from ..stats import p_phrase, suite_significance, wilson_interval
 
 DETAILS_OVER = 10  # id lists longer than this are folded into <details>
 

@@ -13,7 +13,7 @@ import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .results import case_verdict
+from ..results import case_verdict
 
 
 class BaselineError(Exception):

@@ -19,9 +19,9 @@ from typing import Any, Iterable
 from tabulate import tabulate
 
 from .baseline import compare, suite_key
-from .files import write_atomic
+from ..files import write_atomic
 from .pricing import PriceTable
-from .results import Verdict, case_verdict, flip, verdict
+from ..results import Verdict, case_verdict, flip, verdict
 from .stats import p_phrase, suite_significance
 
 REPORT_VERSION = 1
@@ -192,7 +192,7 @@ def _cost_benefit(models: dict, gain: float | None, training: dict | None, price
 
 def _estimated_training_tokens(training: dict) -> int | None:
     """Billed tokens × epochs from the data (OpenAI's counting), when no job says how many it trained."""
-    from .data import DataError, stats
+    from ..data import DataError, stats
 
     try:
         report = stats(training["train_file"], training["base_model"], epochs=training.get("n_epochs"), progress=False)

@@ -27,8 +27,8 @@ from typing import Any, Callable
 
 import httpx2
 
-from .files import write_atomic
-from .recording import REPLAYED_HEADER, CaseCassette, current_cassette
+from ..files import write_atomic
+from ..recording.cassette import REPLAYED_HEADER, CaseCassette, current_cassette
 from .runner import (JUDGE_PARAMS, Answer, ApiError, CaseJob, CaseResult, ModelRef, Runner, chat_body, grade_case,
                      judge_ref, new_result, record_answers)
 

@@ -18,7 +18,7 @@ import math
 from statistics import NormalDist
 from typing import Any
 
-from .results import Verdict, case_verdict
+from ..results import Verdict, case_verdict
 
 ALPHA = 0.05
 MIN_CASES = 10

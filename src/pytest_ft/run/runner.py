@@ -35,10 +35,10 @@ import httpx2
 if TYPE_CHECKING:
     import openai
 
-from . import redact
-from .graders import GradeContext
+from .. import redact
+from ..graders import GradeContext
 from .ratelimit import AdaptiveLimiter, retry_after
-from .recording import (REPLAYED_HEADER, CaseCassette, CassetteUnreadable, RecordingMissing, RecordingTransport,
+from ..recording.cassette import (REPLAYED_HEADER, CaseCassette, CassetteUnreadable, RecordingMissing, RecordingTransport,
                         current_cassette)
 
 DEFAULT_CONCURRENCY = 16

@@ -22,17 +22,17 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .baseline import BaselineError, load_baseline
-from .config import Options
-from .pricing import PriceFileError, PriceTable, fine_tuned_base
-from .recording import cassette_path
-from .redact import scrub
+from ..report.baseline import BaselineError, load_baseline
+from ..config import Options
+from ..report.pricing import PriceFileError, PriceTable, fine_tuned_base
+from ..recording.cassette import cassette_path
+from ..redact import scrub
 from .runner import CaseJob, CaseResult, Endpoint, ModelOutcome, ModelRef, Runner, register_endpoint
-from .suite import ModelSpec, Suite, SuiteError
+from ..suite import ModelSpec, Suite, SuiteError
 
 if TYPE_CHECKING:
     from .batch import Pending
-    from .items import FtCase
+    from ..items import FtCase
 
 SESSION_KEY = pytest.StashKey["EvalSession"]()
 
@@ -166,7 +166,7 @@ class EvalSession:
 
     def _train(self, suite: Suite, spec: dict, base_model: str, endpoint: Endpoint) -> dict:
         """The tuned model fine-tuned on ``spec``'s data (see ``train_gate``), as a suite error if not."""
-        from .train_gate import TrainingError, tuned_model_from_training
+        from ..training.from_suite import TrainingError, tuned_model_from_training
 
         try:
             return tuned_model_from_training(
@@ -207,7 +207,7 @@ class EvalSession:
 
     def _upcoming(self, item: "FtCase") -> list["FtCase"]:
         """The case items this process will run, starting with ``item``."""
-        from .items import FtCase
+        from ..items import FtCase
 
         items = item.session.items
         if not self.is_worker:

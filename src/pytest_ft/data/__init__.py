@@ -146,7 +146,7 @@ def _family_match(name: str, family: str) -> bool:
 
 def training_token_limit(model: str) -> int | None:
     """Tokens per training example for ``model`` (aliases and ``ft:`` ids resolved); None if unknown."""
-    from .pricing import ALIASES
+    from ..report.pricing import ALIASES
 
     name = tokens.base_model(model.strip())
     name = ALIASES.get(name, name)
@@ -939,7 +939,7 @@ def stats(path: str | os.PathLike, model: str, *, epochs: int | None = None, pri
     ``prices`` is a :class:`pytest_ft.pricing.PriceTable`, a price file path, or None for the
     built-in table. Only examples without errors are counted.
     """
-    from .pricing import PriceFileError, PriceTable
+    from ..report.pricing import PriceFileError, PriceTable
 
     if epochs is not None and epochs < 1:
         raise DataError(f"--epochs must be at least 1, got {epochs}")
@@ -1326,7 +1326,7 @@ def _eval_cases(path: Path) -> Iterator[tuple[str, list[str]]]:
 
 def _load_suite(path: Path):
     try:
-        from .suite import load_suite
+        from ..suite import load_suite
     except ImportError as exc:  # pragma: no cover - the suite module ships with the core package
         raise DataError(f"{path}: cannot read suites: pytest_ft.suite is unavailable ({exc})") from None
     try:
@@ -1933,8 +1933,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     return args.func(args)
-
-
-if __name__ == "__main__":  # python -m pytest_ft.data validate FILE ...
-    _argv = sys.argv[1:]
-    sys.exit(main(_argv if _argv[:1] == ["data"] else ["data", *_argv]))

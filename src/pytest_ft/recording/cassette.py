@@ -37,8 +37,8 @@ from vcr.request import Request as VcrRequest
 from vcr.serialize import serialize
 from vcr.serializers import yamlserializer
 
-from .files import write_atomic
-from .redact import redact_url, scrub
+from ..files import write_atomic
+from ..redact import redact_url, scrub
 
 RECORD_MODES = ("once", "new_episodes", "none", "all")
 REPLAYED_HEADER = "x-pytest-ft-replayed"

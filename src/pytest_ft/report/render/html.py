@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .baseline import suite_key
-from .files import write_atomic
-from .markdown_report import (
+from ..baseline import suite_key
+from ...files import write_atomic
+from .markdown import (
     flaky_cases,
     fmt_accuracy,
     fmt_cost,
@@ -29,8 +29,8 @@ from .markdown_report import (
     role_significance,
     run_facts,
 )
-from .results import Verdict, case_verdict, flip, verdict
-from .stats import wilson_interval
+from ...results import Verdict, case_verdict, flip, verdict
+from ..stats import wilson_interval
 
 ROLE_COLOURS = ("#8a94a6", "#1f9d74", "#d9822b", "#7b61c4", "#c4495a", "#2d7fc1")
 

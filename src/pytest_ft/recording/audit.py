@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from .recording import cassette_path, readable_yaml
-from .suite import SUITE_PATTERNS, Suite, SuiteError, is_suite_file, load_suite
+from .cassette import cassette_path, readable_yaml
+from ..suite import SUITE_PATTERNS, Suite, SuiteError, is_suite_file, load_suite
 
 SKIPPED_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".nox"}
 MAX_RECORDING_BYTES = 64 * 2**20

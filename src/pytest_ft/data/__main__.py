@@ -1,0 +1,8 @@
+"""``python -m pytest_ft.data``."""
+
+import sys
+
+from . import main
+
+_argv = sys.argv[1:]
+sys.exit(main(_argv if _argv[:1] == ["data"] else ["data", *_argv]))

@@ -1,0 +1,1 @@
+"""Recording and replaying model calls with vcrpy, and auditing the recordings."""

@@ -1,0 +1,1 @@
+"""From case results to the report: aggregation, gates, statistics, prices, baselines, rendering."""

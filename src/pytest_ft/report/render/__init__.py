@@ -1,0 +1,1 @@
+"""The report rendered for people: the terminal, Markdown and HTML."""

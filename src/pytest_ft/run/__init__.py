@@ -1,0 +1,1 @@
+"""Running cases: planning, scheduling, the live runner, batch jobs and rate limits."""

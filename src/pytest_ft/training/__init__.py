@@ -1,0 +1,1 @@
+"""Fine-tuning jobs: the API, their state, and training from a suite."""
