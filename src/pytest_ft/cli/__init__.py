@@ -13,7 +13,7 @@ import sys
 from .. import __version__
 
 # Modules that add subcommands, in the order they appear in --help.
-COMMAND_MODULES = ("pytest_ft.data", "pytest_ft.training.jobs", "pytest_ft.local.server", "pytest_ft.recording.audit")
+COMMAND_MODULES = ("pytest_ft.cli.data", "pytest_ft.cli.jobs", "pytest_ft.cli.serve", "pytest_ft.cli.cassettes")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,3 @@
+"""``pytest-ft data``: the dataset checks."""
+
+from ..data import register_cli  # noqa: F401

@@ -1,0 +1,3 @@
+"""``pytest-ft serve``: the local backend."""
+
+from ..local.server import register_cli  # noqa: F401
