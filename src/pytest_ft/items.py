@@ -67,6 +67,36 @@ class FtSuiteError(pytest.Item):
         raise AssertionError("unreachable")
 
 
+def upcoming_cases(item: "FtCase") -> list["FtCase"]:
+    """The case items this process will run, starting with ``item``."""
+    items = item.session.items
+    if not hasattr(item.config, "workerinput"):
+        return [i for i in items if isinstance(i, FtCase)]
+    queue = _xdist_queue(item.config)
+    if queue is None:
+        return [item]
+    with queue.lock() as pending:
+        indices = list(pending)
+    return [item] + [items[i] for i in indices if isinstance(i, int) and isinstance(items[i], FtCase)]
+
+
+def _xdist_queue(config: pytest.Config):
+    """The queue of item indices xdist has sent this worker (``None`` if unknown).
+
+    Items are prefetched only under xdist's ``load``/``loadscope``/``loadfile``/``loadgroup``
+    modes: ``worksteal`` may take queued items away to another worker, which would then
+    send their requests a second time.
+    """
+    if getattr(config.option, "dist", "load") == "worksteal":
+        return None
+    for plugin in config.pluginmanager.get_plugins():
+        queue = getattr(plugin, "torun", None)
+        if queue is not None and hasattr(queue, "lock"):
+            return queue
+    return None
+
+
+
 def _short(value: Any, limit: int = 300) -> str:
     text = value if isinstance(value, str) else repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -96,7 +126,7 @@ class FtCase(pytest.Item):
 
         evals: EvalSession = self.config.stash[SESSION_KEY]
         try:
-            self.result = evals.result_for(self)
+            self.result = evals.result_for(self, upcoming_cases(self))
             if isinstance(self.result, Pending):
                 pytest.skip(f"submitted in batch {self.result.batch_id}; "
                             "run the same command again to collect the results")

@@ -158,9 +158,9 @@ def ft_models(pytestconfig: pytest.Config) -> dict[str, ModelRef]:
     From ``--ft-model`` / ``--ft-base-model`` (or their ini options; the base defaults to the
     one named in the ``ft:`` id). Skips the test when no tuned model is configured.
     """
-    from .run.session import model_refs
+    from .run.plan import model_refs
 
-    return model_refs(pytestconfig.stash[SESSION_KEY])
+    return model_refs(pytestconfig.stash[SESSION_KEY].options)
 
 
 @pytest.fixture(scope="session")

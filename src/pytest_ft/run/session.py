@@ -1,10 +1,8 @@
-"""The evaluation session: resolves options into per-suite plans and feeds the runner.
+"""The evaluation session: plans each suite (see :mod:`.plan`) and feeds the runner.
 
-It sits between pytest and the runner. At collection it turns a suite and the options
-into a :class:`SuitePlan` (which models, on which endpoints, which judge, which gate). When
-the first case item is set up it submits every case this process will run (all selected
-items, or on an xdist worker the items xdist has queued for it), so their requests are in
-flight together while pytest reports the items one by one.
+When the first case item is set up it submits every case this process will run (all
+selected items, or on an xdist worker the items xdist has queued for it), so their requests
+are in flight together while pytest reports the items one by one.
 """
 
 from __future__ import annotations
@@ -13,10 +11,7 @@ import concurrent.futures
 import contextlib
 import os
 import queue
-import signal
-import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,39 +19,19 @@ import pytest
 
 from ..report.baseline import BaselineError, load_baseline
 from ..config import Options
-from ..report.pricing import PriceFileError, PriceTable, fine_tuned_base
+from ..report.pricing import PriceFileError, PriceTable
 from ..recording.cassette import cassette_path
 from ..redact import scrub
-from .runner import CaseJob, CaseResult, Endpoint, ModelOutcome, ModelRef, Runner, register_endpoint
-from ..suite import ModelSpec, Suite, SuiteError
+from .plan import Planner, default_endpoint
+from .runner import CaseJob, CaseResult, ModelOutcome, ModelRef, Runner
+
+from .signals import interrupt_on_sigterm
 
 if TYPE_CHECKING:
     from .batch import Pending
     from ..items import FtCase
 
 SESSION_KEY = pytest.StashKey["EvalSession"]()
-
-
-@dataclass
-class SuitePlan:
-    suite: str
-    file: str
-    models: list[ModelRef]
-    judge: ModelRef | None
-    thresholds: dict[str, float]
-    cassette_dir: Path | None
-    params: dict = field(default_factory=dict)
-    batch: bool = False
-    training: dict | None = None  # the fine-tuning job the tuned model came from, when known
-
-    @property
-    def gated(self) -> bool:
-        return bool(self.thresholds)
-
-    def meta(self) -> dict:
-        return {"suite": self.suite, "file": self.file, "thresholds": self.thresholds,
-                "models": {ref.role: ref.model for ref in self.models},
-                "judge": self.judge.model if self.judge else None, "training": self.training}
 
 
 class EvalSession:
@@ -73,118 +48,14 @@ class EvalSession:
         self._progress_shown = time.monotonic()
         self._futures: dict[str, Any] = {}
         self._messages: queue.SimpleQueue[str] = queue.SimpleQueue()
-        self.is_worker = hasattr(config, "workerinput")
-        self._recording_folders: dict[Path, Path] = {}  # a suite's recordings folder -> its file
+        self.planner = Planner(config, self.options, say=self._say_now)
+        self.plan_suite = self.planner.plan
 
     # -- collection --------------------------------------------------------------------------
-
-    def plan_suite(self, suite: Suite) -> SuitePlan:
-        o = self.options
-        endpoint_default = default_endpoint(o)
-
-        def ref(role: str, spec: ModelSpec | None, override: str | None) -> ModelRef | None:
-            model = override or (spec.model if spec else None)
-            if not model:
-                return None
-            endpoint = endpoint_default
-            if spec and (spec.base_url or spec.api_key_env):
-                endpoint = Endpoint(base_url=spec.base_url or endpoint_default.base_url,
-                                    api_key_env=spec.api_key_env or "OPENAI_API_KEY")
-            if spec is None:
-                return ModelRef(role=role, model=model, endpoint=endpoint)
-            return ModelRef(role=role, model=model, endpoint=endpoint, params=dict(spec.params),
-                            system=spec.system, examples=spec.examples)
-
-        ini_tuned = self.config.getini("ft_model") or None
-        tuned = ref("tuned", suite.models.get("tuned"), self.config.getoption("ft_model", None))
-        base = ref("base", suite.models.get("base"), self.config.getoption("ft_base_model", None))
-        if base is None:
-            base = ref("base", None, self.config.getini("ft_base_model") or None)
-        training = None
-        train_spec = suite.train or ({"file": str(o.train)} if o.train else None)
-        if tuned is None and train_spec:
-            base_model = train_spec.get("base") or (base.model if base else None)
-            if not base_model:
-                raise SuiteError(suite.path, train_spec.get("line"), "train.base",
-                                 "fine-tuning needs a base model: set train.base or models.base, or pass --ft-base-model")
-            training = self._train(suite, train_spec, base_model, base.endpoint if base else endpoint_default)
-            tuned = ModelRef("tuned", training["model"], base.endpoint if base else endpoint_default)
-        if tuned is None and ini_tuned:
-            tuned = ref("tuned", None, ini_tuned)
-        if training is None and train_spec and tuned is not None:
-            # The model is given, its data known: the report estimates what training it cost.
-            training = {"model": tuned.model, "job_id": None, "trained_tokens": None,
-                        "train_file": train_spec["file"], "n_epochs": (train_spec.get("hyperparameters") or {}).get(
-                            "n_epochs"), "base_model": train_spec.get("base") or (base.model if base else None)}
-        if tuned is None:
-            raise SuiteError(suite.path, None, "models.tuned",
-                             "no tuned model: pass --ft-model=ft:... (or set models.tuned in the suite, "
-                             "or ft_model in the ini file, or give training data with train: or --ft-train)")
-        if base is None:
-            base = ref("base", None, fine_tuned_base(tuned.model) or (training or {}).get("base_model"))
-        if base is None:
-            raise SuiteError(suite.path, None, "models.base",
-                             f"no base model: pass --ft-base-model (the tuned id {tuned.model!r} does not name one)")
-        others = [ref(role, spec, None) for role, spec in suite.models.items() if role not in ("base", "tuned")]
-        models = [base, tuned, *(r for r in others if r is not None)]
-
-        judge_model = o.judge_model or (suite.judge.model if suite.judge else None)
-        judge = None
-        if judge_model:
-            judge = ref("judge", suite.judge, judge_model if o.judge_model else None)
-        if judge is None and any(getattr(case.grader, "uses_judge", False) for case in suite.cases):
-            raise SuiteError(suite.path, None, "judge",
-                             "a 'judge' grader needs a judge model: pass --ft-judge-model or set judge: in the suite")
-
-        thresholds = dict(suite.thresholds)
-        if o.min_accuracy is not None:
-            thresholds["accuracy"] = o.min_accuracy
-        if o.max_regressions is not None:
-            thresholds["max_regressions"] = o.max_regressions
-        for model in (*models, judge):
-            if model is not None:
-                register_endpoint(model.endpoint)
-        cassette_dir = None
-        if o.record_mode is not None:
-            cassette_dir = o.cassette_dir or suite.path.parent / "cassettes"
-            folder = cassette_path(cassette_dir, suite.name, "_").parent.resolve()
-            other = self._recording_folders.setdefault(folder, suite.path)
-            if other != suite.path:
-                raise SuiteError(suite.path, None, "suite", f"{self._relpath(other)} records into the same folder "
-                                 f"{self._relpath(folder)} (suite name {suite.name!r}): give one of them another "
-                                 f"'suite:' name, or their recordings would overwrite each other")
-            owners: dict[Path, str] = {}
-            for case in suite.cases:
-                recording = cassette_path(cassette_dir, suite.name, case.id)
-                if recording in owners:
-                    raise SuiteError(suite.path, case.line, "id", f"cases {owners[recording]!r} and {case.id!r} would "
-                                     f"share the recording {recording.name}: rename one")
-                owners[recording] = case.id
-        return SuitePlan(suite=suite.name, file=self._relpath(suite.path), models=models, judge=judge,
-                         thresholds=thresholds, cassette_dir=cassette_dir, batch=o.batch or suite.batch,
-                         training=training)
-
-    def _train(self, suite: Suite, spec: dict, base_model: str, endpoint: Endpoint) -> dict:
-        """The tuned model fine-tuned on ``spec``'s data (see ``train_gate``), as a suite error if not."""
-        from ..training.from_suite import TrainingError, tuned_model_from_training
-
-        try:
-            return tuned_model_from_training(
-                spec, base_model=base_model, endpoint=endpoint, state_dir=self.config.rootpath / ".pytest-ft",
-                allow_launch=self.options.launch, offline=self.options.record_mode == "none",
-                poll_interval=self.options.train_poll, say=self._say_now)
-        except TrainingError as exc:
-            raise SuiteError(suite.path, spec.get("line"), "train", str(exc)) from None
 
     def _say_now(self, message: str) -> None:
         self._messages.put(message)
         self._print_messages()
-
-    def _relpath(self, path: Path) -> str:
-        try:
-            return str(path.relative_to(self.config.rootpath))
-        except ValueError:
-            return str(path)
 
     # -- running -----------------------------------------------------------------------------
 
@@ -193,7 +64,7 @@ class EvalSession:
             o = self.options
             self.runner = Runner(concurrency=o.concurrency, timeout=o.timeout, max_retries=o.retries,
                                  record_mode=o.record_mode, tokens_per_minute=o.tpm)
-            self._restore_sigterm = _interrupt_on_sigterm()
+            self._restore_sigterm = interrupt_on_sigterm()
         return self.runner
 
     def job(self, item: "FtCase") -> CaseJob:
@@ -205,31 +76,19 @@ class EvalSession:
                        pass_if=pass_if if not isinstance(pass_if, int) else min(pass_if, repeat),
                        cassette=cassette_path(plan.cassette_dir, plan.suite, case.id) if plan.cassette_dir else None)
 
-    def _upcoming(self, item: "FtCase") -> list["FtCase"]:
-        """The case items this process will run, starting with ``item``."""
-        from ..items import FtCase
-
-        items = item.session.items
-        if not self.is_worker:
-            return [i for i in items if isinstance(i, FtCase)]
-        queue = _xdist_queue(self.config)
-        if queue is None:
-            return [item]
-        with queue.lock() as pending:
-            indices = list(pending)
-        return [item] + [items[i] for i in indices if isinstance(i, int) and isinstance(items[i], FtCase)]
-
-    def result_for(self, item: "FtCase") -> "CaseResult | Pending":
+    def result_for(self, item: "FtCase", upcoming: list["FtCase"]) -> "CaseResult | Pending":
+        """``item``'s result. The first call submits every case in ``upcoming`` (the cases this
+        process will run, ``item`` first), so their requests are in flight together."""
         if item.nodeid not in self._futures:
             runner = self._runner()
             batches: dict[int, list] = {}
-            for upcoming in self._upcoming(item):
-                if upcoming.nodeid in self._futures:
+            for case_item in upcoming:
+                if case_item.nodeid in self._futures:
                     continue
-                if upcoming.plan.batch:
-                    batches.setdefault(id(upcoming.plan), []).append(upcoming)
+                if case_item.plan.batch:
+                    batches.setdefault(id(case_item.plan), []).append(case_item)
                 else:
-                    self._futures[upcoming.nodeid] = runner.submit(self.job(upcoming))
+                    self._futures[case_item.nodeid] = runner.submit(self.job(case_item))
             for items in batches.values():
                 self._submit_batch(runner, items)
         future, case_id = self._futures.pop(item.nodeid), None
@@ -312,57 +171,6 @@ class EvalSession:
             self.runner.close()
             self.runner = None
             self._restore_sigterm()
-
-
-def _interrupt_on_sigterm():
-    """Make SIGTERM (a CI job cancelled, ``timeout``) stop the run like Ctrl-C does.
-
-    By default SIGTERM kills Python on the spot; as a KeyboardInterrupt, pytest still runs
-    its session end, so the results so far are summarised and every finished case's
-    recording is already on disk. Returns the function that restores the old handler.
-    """
-    if threading.current_thread() is not threading.main_thread() \
-            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return lambda: None
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupt)
-    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def _xdist_queue(config: pytest.Config):
-    """The queue of item indices xdist has sent this worker (``None`` if unknown).
-
-    Items are prefetched only under xdist's ``load``/``loadscope``/``loadfile``/``loadgroup``
-    modes: ``worksteal`` may take queued items away to another worker, which would then
-    send their requests a second time.
-    """
-    if getattr(config.option, "dist", "load") == "worksteal":
-        return None
-    for plugin in config.pluginmanager.get_plugins():
-        queue = getattr(plugin, "torun", None)
-        if queue is not None and hasattr(queue, "lock"):
-            return queue
-    return None
-
-
-def default_endpoint(options: Options) -> Endpoint:
-    return Endpoint(base_url=options.base_url or os.environ.get("OPENAI_BASE_URL") or None)
-
-
-def model_refs(evals: EvalSession) -> dict[str, ModelRef]:
-    """Tuned and base models from the options alone (for Python tests, which have no suite)."""
-    options = evals.options
-    if not options.model:
-        pytest.skip("no tuned model configured: pass --ft-model (or set ft_model in the ini file)")
-    endpoint = default_endpoint(options)
-    refs = {"tuned": ModelRef("tuned", options.model, endpoint)}
-    base = options.base_model or fine_tuned_base(options.model)
-    if base:
-        refs["base"] = ModelRef("base", base, endpoint)
-    return refs
 
 
 def fixture_completer(request: pytest.FixtureRequest, models: dict[str, ModelRef], calls_key):
