@@ -17,7 +17,9 @@ from .config import add_options
 from .report.render.html import write_html
 from .items import FtCase, FtFile, FtSuiteError
 from .report.render.markdown import append_step_summary, render_markdown, write_markdown
-from .report.aggregate import Aggregator, build_report, render, write_json
+from .report.aggregate import Aggregator, build_report
+from .report.render.jsonfile import write_json
+from .report.render.terminal import render
 from .run.runner import ModelRef
 from .run.session import SESSION_KEY, EvalSession
 from .suite import is_suite_file
@@ -28,7 +30,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    from . import graders
+
+    config.hook.pytest_ft_register_graders.call_historic(kwargs={"register": graders.register})
     redact.register_env()
     redact.register_url(os.environ.get("OPENAI_BASE_URL"))
     config.add_cleanup(redact.scrub_log_records())

@@ -10,19 +10,16 @@ did.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 from collections import defaultdict
-from pathlib import Path
 from typing import Any, Iterable
 
-from tabulate import tabulate
 
 from .baseline import compare, suite_key
-from ..files import write_atomic
 from .pricing import PriceTable
 from ..results import Verdict, case_verdict, flip, verdict
-from .stats import p_phrase, suite_significance
+from .gate import check_gate, run_passed
+from .stats import suite_significance
 
 REPORT_VERSION = 1
 
@@ -51,15 +48,6 @@ def _cost(prices: PriceTable, model: str, usage: dict, missing: set[str], batch:
     if cost is None and usage.get("requests"):
         missing.add(model)
     return cost
-
-
-def _sum_costs(values: Iterable[float | None]) -> float | None:
-    total = 0.0
-    for value in values:
-        if value is None:
-            return None
-        total += value
-    return total
 
 
 def build_report(aggregator: Aggregator, prices: PriceTable, baseline: dict | None = None,
@@ -98,11 +86,6 @@ def build_report(aggregator: Aggregator, prices: PriceTable, baseline: dict | No
         report["fixtures"] = _fixture_report(aggregator.calls, prices, missing)
     report["unpriced_models"] = sorted(missing)
     return report
-
-
-def run_passed(suites: list[dict], suite_errors: list, interrupted: str | None) -> bool:
-    """The one place that decides whether a run passed: it finished, every suite loaded, every gate passed."""
-    return interrupted is None and not suite_errors and all(s["gate"]["passed"] for s in suites)
 
 
 def _suite_report(records: list[dict], prices: PriceTable, missing: set[str]) -> dict:
@@ -213,48 +196,6 @@ def _case_entry(record: dict) -> dict:
     return entry
 
 
-def check_gate(suite: dict) -> dict:
-    """Whether the tuned model may ship, by this suite's thresholds (or every case, without)."""
-    thresholds = suite["thresholds"]
-    tuned = suite["models"].get("tuned", {})
-    failures: list[str] = []
-    if suite["errored"]:
-        who = ", ".join(f"{role} {m['errors']}" for role, m in suite["models"].items() if m.get("errors"))
-        failures.append(f"{len(suite['errored'])} case(s) could not be evaluated (errors: {who}): "
-                        f"{', '.join(suite['errored'][:5])}")
-    if not thresholds:
-        missed = tuned.get("cases", 0) - tuned.get("passed", 0) - tuned.get("errors", 0)
-        if missed:
-            failures.append(f"the tuned model missed {missed} case(s) and the suite has no thresholds")
-    if "accuracy" in thresholds and tuned.get("accuracy", 0.0) < thresholds["accuracy"]:
-        failures.append(f"accuracy {tuned['accuracy']:.3f} < {thresholds['accuracy']:.3f}")
-    if "min_gain" in thresholds:
-        gain = suite["gain"]
-        if gain is None or gain < thresholds["min_gain"] - 1e-12:
-            failures.append(f"gain over base {_fmt_gain(gain)} < {thresholds['min_gain']:+.3f}")
-    if "max_regressions" in thresholds:
-        since = suite.get("baseline")
-        regressed = since["regressed"] if since is not None else suite["regressions"]
-        if len(regressed) > thresholds["max_regressions"]:
-            what = "since the baseline" if since is not None else "against the base model"
-            failures.append(f"{len(regressed)} case(s) regressed {what} (max {thresholds['max_regressions']:g}): "
-                            f"{', '.join(regressed[:10])}")
-    if "max_p_value" in thresholds:
-        significance = suite.get("significance")
-        if significance is None or significance["p_value"] > thresholds["max_p_value"]:
-            p = "p=n/a" if significance is None else p_phrase(significance["p_value"])
-            small = " (too few cases or flips to tell)" if significance and significance["too_small"] else ""
-            failures.append(f"gain not significant: McNemar {p} > {thresholds['max_p_value']:g}{small}")
-    if "max_cost_usd" in thresholds:
-        cost = tuned.get("cost_usd")
-        if cost is None:
-            failures.append(f"cost of {tuned.get('model')} unknown (no price; pass --ft-prices), "
-                            f"cannot check max_cost_usd {thresholds['max_cost_usd']}")
-        elif cost > thresholds["max_cost_usd"]:
-            failures.append(f"cost ${cost:.4f} > ${thresholds['max_cost_usd']:.4f}")
-    return {"passed": not failures, "failures": failures}
-
-
 def _fixture_report(calls: list[dict], prices: PriceTable, missing: set[str]) -> dict:
     by_model: dict[str, dict] = {}
     for call in calls:
@@ -264,114 +205,3 @@ def _fixture_report(calls: list[dict], prices: PriceTable, missing: set[str]) ->
             usage[key] += call[key]
         usage["replayed"] += bool(call.get("replayed"))
     return {"models": {m: {**u, "cost_usd": _cost(prices, m, u, missing)} for m, u in by_model.items()}}
-
-
-# -- rendering -------------------------------------------------------------------------------
-
-def _fmt_gain(gain: float | None) -> str:
-    return "n/a" if gain is None else f"{gain * 100:+.1f} pp"
-
-
-def _fmt_cost(cost: float | None) -> str:
-    if cost is None:
-        return "n/a"
-    return f"{cost:,.2f}" if cost >= 1 else f"{cost:.6f}"
-
-
-def render(report: dict) -> str:
-    lines: list[str] = []
-    for suite in report["suites"]:
-        gate = suite["gate"]
-        verdict = "PASSED" if gate["passed"] else "FAILED"
-        lines.append(f"suite {suite['suite']} ({suite['file']}): gate {verdict}")
-        rows = []
-        for role, m in suite["models"].items():
-            rows.append([role, m["model"], m["cases"], m["passed"], f"{m['accuracy'] * 100:.1f}%",
-                         _fmt_gain(suite["gain"]) if role == "tuned" else "",
-                         m["prompt_tokens"], m["completion_tokens"], _fmt_cost(m["cost_usd"]),
-                         f"{m['replayed']}/{m['cases'] - m['errors']}"])
-        lines.append(tabulate(rows, headers=["", "model", "cases", "passed", "accuracy", "gain", "prompt tok",
-                                             "completion tok", "cost USD", "replayed"],
-                              tablefmt="simple", colalign=("left", "left") + ("right",) * 8, disable_numparse=True))
-        if suite["judge"]:
-            j = suite["judge"]
-            lines.append(f"judge {j['model']}: {j['requests']} calls, {j['prompt_tokens']} prompt + "
-                         f"{j['completion_tokens']} completion tokens, cost USD {_fmt_cost(j['cost_usd'])}")
-        significance = suite.get("significance")
-        if significance and significance["gain"]["value"] is not None:
-            low, high = significance["gain"]["ci"]
-            lines.append(f"is the gain real? {_fmt_gain(significance['gain']['value'])} "
-                         f"(95% CI {low * 100:+.1f} to {high * 100:+.1f} pp), McNemar "
-                         f"{p_phrase(significance['p_value'])}: {significance['verdict']}")
-        since = suite.get("baseline")
-        if since is not None:
-            then, now = since.get("accuracy_then"), since.get("accuracy_now")
-            accuracy = " → ".join("n/a" if a is None else f"{a * 100:.1f}%" for a in (then, now))
-            lines.append(f"since the baseline ({since['status']}): accuracy {accuracy}")
-            for title in ("regressed", "fixed", "added", "removed"):
-                if since.get(title):
-                    lines.append("  " + _id_list(title, since[title]))
-        if suite.get("cost_benefit"):
-            lines.extend(_render_cost_benefit(suite["cost_benefit"]))
-        if suite.get("batch"):
-            lines.append("answered through the Batch API: costs are at batch rates (half the standard price)")
-        if suite["thresholds"]:
-            lines.append("thresholds: " + ", ".join(f"{k}={v:g}" for k, v in suite["thresholds"].items()))
-        lines.append(_id_list("fixed by tuning", suite["fixed"]))
-        lines.append(_id_list("regressions", suite["regressions"]))
-        if suite.get("flaky"):
-            lines.append(_id_list("flaky (samples disagree)", suite["flaky"]))
-        for failure in gate["failures"]:
-            lines.append(f"GATE FAILED: {failure}")
-        lines.append("")
-    if "fixtures" in report:
-        rows = [[m, u["requests"], u["prompt_tokens"], u["completion_tokens"], _fmt_cost(u["cost_usd"])]
-                for m, u in report["fixtures"]["models"].items()]
-        lines.append("calls from Python tests (ft_complete):")
-        lines.append(tabulate(rows, headers=["model", "requests", "prompt tok", "completion tok", "cost USD"], disable_numparse=True))
-        lines.append("")
-    for error in report["invalid_suites"]:
-        lines.append(f"INVALID SUITE: {error['message']}")
-    if report.get("interrupted"):
-        lines.append(f"RUN NOT FINISHED: {report['interrupted']}: not passed")
-    calls = report["calls"]
-    lines.append(f"model calls: {calls['replayed']} replayed from recordings, {calls['live']} live")
-    for model in report["unpriced_models"]:
-        lines.append(f"warning: no price known for {model!r}: its cost shows as n/a (add it with --ft-prices)")
-    return "\n".join(lines)
-
-
-def _render_cost_benefit(entry: dict) -> list[str]:
-    lines = []
-    training = entry.get("training")
-    if training:
-        tokens = training.get("trained_tokens")
-        source = f"job {training['job_id']}" if training.get("job_id") else "estimated from the training data"
-        lines.append(f"training: {_fmt_cost(training['cost_usd'])} USD ({source}, "
-                     f"{'n/a' if tokens is None else f'{tokens:,}'} trained tokens)")
-    per = ", ".join(f"{role} {_fmt_cost(cost)}" for role, cost in entry["per_1000_requests_usd"].items())
-    lines.append(f"inference per 1,000 requests (USD): {per}; gain {_fmt_gain(entry['gain'])}")
-    for role, requests in entry["break_even_requests"].items():
-        if requests == "never":
-            lines.append(f"break-even against {role}: never (it costs no more per request than the tuned model)")
-        elif requests is None:
-            lines.append(f"break-even against {role}: n/a (a cost is unknown)")
-        else:
-            lines.append(f"break-even against {role}: tuning pays back after {requests:,} requests")
-    return lines
-
-
-def _id_list(title: str, ids: list[str], limit: int = 20) -> str:
-    if not ids:
-        return f"{title}: none"
-    shown = ", ".join(ids[:limit]) + (f", … (+{len(ids) - limit})" if len(ids) > limit else "")
-    return f"{title} ({len(ids)}): {shown}"
-
-
-def write_json(report: dict, path: Path) -> None:
-    write_atomic(path, json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def json_safe(value: Any) -> Any:
-    """Expected values come from YAML and may hold dates etc.; keep the report JSON."""
-    return json.loads(json.dumps(value, default=str))
