@@ -12,6 +12,9 @@ from pathlib import Path
 
 from .redact import scrub
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once, at import, while nothing else runs: mkstemp's files are private (0600)
+
 
 def write_atomic(path: str | os.PathLike, text: str, *, durable: bool = False) -> None:
     """Write ``text`` (scrubbed) to ``path`` through a temporary file in the same folder and a rename.
@@ -28,6 +31,11 @@ def write_atomic(path: str | os.PathLike, text: str, *, durable: bool = False) -
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
+        try:
+            mode = path.stat().st_mode & 0o777  # a file written over keeps its permissions
+        except FileNotFoundError:
+            mode = 0o666 & ~_UMASK
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,137 @@
+"""The ``*.ft.yaml`` format as a schema: what editors complete and check as people type.
+
+``pytest-ft schema`` prints it as JSON Schema for yaml-language-server (VS Code's YAML
+extension and others). The loader (:mod:`pytest_ft.suite`) checks a suite in more depth —
+file and line, regexes that compile, files that exist, graders' options — and its key sets
+come from the models here, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Number = Annotated[float, Field(allow_inf_nan=False)]
+PassIf = Union[Literal["majority", "all", "any"], Annotated[int, Field(ge=1)]]
+Repeat = Annotated[int, Field(ge=1, le=100)]
+CaseId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^./\\\x00-\x1f][^/\\\x00-\x1f]*$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: Union[str, list[dict[str, Any]], None] = None
+
+
+class GraderSpec(BaseModel):
+    """A grader with options: ``{type: regex, pattern: "^NEG"}``; its other keys are the grader's options."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = Field(description="the grader's name: exact, choices, contains, not_contains, regex, json, "
+                                  "numeric, similarity, judge, python, all, any, weighted")
+
+
+Grader = Union[str, GraderSpec]
+
+
+class FewShot(_Strict):
+    n: Annotated[int, Field(ge=1)]
+    file: str | None = Field(None, description="chat JSONL to take the examples from (default: train.file)")
+
+
+class ModelEntry(_Strict):
+    """A model on its own endpoint, or a variant of the base (its own system prompt, few-shot examples)."""
+
+    model: str
+    base_url: str | None = Field(None, description="an OpenAI-compatible endpoint for this model")
+    api_key_env: str | None = Field(None, description="the environment variable holding that endpoint's key")
+    params: dict[str, Any] | None = None
+    system: str | None = Field(None, description="a variant's system prompt, in place of the case's")
+    few_shot: Union[Annotated[int, Field(ge=1)], FewShot, None] = None
+
+
+Model = Union[str, ModelEntry]
+
+
+class Thresholds(_Strict):
+    """The deploy gate."""
+
+    accuracy: Annotated[Number, Field(ge=0, le=1)] | None = Field(None, description="tuned accuracy at least")
+    min_gain: Annotated[Number, Field(ge=-1, le=1)] | None = Field(
+        None, description="tuned minus base accuracy at least, as a fraction (0.05 = 5 points)")
+    max_cost_usd: Annotated[Number, Field(ge=0)] | None = Field(None, description="the tuned model's cost at most")
+    max_regressions: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="cases that passed in --ft-baseline (else: that the base passed) and fail now, at most")
+    max_p_value: Annotated[Number, Field(ge=0, le=1)] | None = Field(
+        None, description="McNemar's p for the gain at most: the gain must be real, not noise")
+
+
+class Train(_Strict):
+    """The data the tuned model is fine-tuned on."""
+
+    file: str
+    validation_file: str | None = None
+    base: str | None = None
+    suffix: str | None = None
+    method: Any = None
+    seed: int | None = None
+    hyperparameters: dict[str, Any] | None = None
+
+
+class Case(_Strict):
+    """One case: ``input`` (the user message) or ``messages`` (a conversation), and what is expected."""
+
+    id: Union[CaseId, int]
+    input: str | None = None
+    messages: list[Message] | None = None
+    expected: Any = Field(description="the expected answer, as the grader reads it")
+    grader: Grader | None = None
+    params: dict[str, Any] | None = None
+    system: str | None = None
+    description: str | None = None
+    repeat: Repeat | None = None
+    pass_if: PassIf | None = None
+
+
+class Suite(_Strict):
+    """A pytest-ft suite: cases run on every model, graded, and gated."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [{"required": ["cases"]},
+                                                                          {"required": ["cases_file"]}]})
+    suite: str | None = Field(None, description="name in reports and of the recordings folder "
+                                                "(default: the file name)")
+    description: str | None = None
+    models: dict[str, Model | None] | None = Field(
+        None, description="role -> model: base and tuned, and any others (previous, a few-shot variant…)")
+    system: str | None = Field(None, description="a system message for every case that has none")
+    params: dict[str, Any] | None = Field(None, description="request parameters (temperature, max_tokens…)")
+    grader: Grader | None = Field(None, description="the default grader (default: exact)")
+    thresholds: Thresholds | None = None
+    judge: Model | None = Field(None, description="the model behind judge graders")
+    cases: list[Case] | None = None
+    cases_file: str | None = Field(None, description="a chat JSONL file whose lines are cases: the last "
+                                                     "assistant message is the expected answer")
+    batch: bool | None = Field(None, description="send this suite's requests through the Batch API")
+    repeat: Repeat | None = None
+    pass_if: PassIf | None = None
+    train: Union[str, Train, None] = None
+
+
+def keys(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(model.model_fields)
+
+
+def json_schema() -> dict:
+    schema = Suite.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema,
+            "title": "pytest-ft suite (*.ft.yaml)"}
+
+
+def print_schema() -> str:
+    return json.dumps(json_schema(), indent=2)
