@@ -7,8 +7,13 @@ Install with ``pip install 'pytest-ft[local]'``. The modules:
 * :mod:`pytest_ft.local.training` LoRA fine-tuning jobs (transformers + peft), one at a time, on a
   background thread;
 * :mod:`pytest_ft.local.storage`  uploaded files, jobs, events and adapters on disk;
-* :mod:`pytest_ft.local.server`   the FastAPI app, the uvicorn runner and the ``serve`` command.
+* :mod:`pytest_ft.local.server`   :class:`~pytest_ft.local.server.LocalServer`: a model, its engine,
+  jobs and storage behind uvicorn; the bind check;
+* :mod:`pytest_ft.local.app`      the FastAPI app: the routers of :mod:`pytest_ft.local.api` (one per
+  API area, pydantic request parameters), the error answers, and the
+  :mod:`~pytest_ft.local.guard` in front (API key, body size limits).
 
-Importing this package (or :mod:`~pytest_ft.local.server`) imports none of the heavy
-dependencies: torch, transformers, peft, fastapi and uvicorn are imported when first needed.
+The ``serve`` command is :mod:`pytest_ft.cli.serve`. Importing this package (or
+:mod:`~pytest_ft.local.server`) imports none of the heavy dependencies: torch, transformers,
+peft, fastapi and uvicorn are imported when first needed.
 """
