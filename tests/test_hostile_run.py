@@ -177,7 +177,7 @@ def test_a_trickling_answer_is_bounded_by_the_timeout(pytester, secrets_env):
 # -- any failure of a case is its ERROR ---------------------------------------------------------
 
 def test_an_unexpected_failure_in_the_runner_is_the_cases_error_and_fails_the_gate(pytester, server, monkeypatch):
-    from pytest_ft.runner import Runner
+    from pytest_ft.run.runner import Runner
 
     real = Runner.run_case
 
@@ -227,8 +227,11 @@ def test_a_cassette_dir_that_cannot_be_written_is_the_cases_error(pytester, serv
     ("--ft-markdown", "a_file/report.md", "--ft-markdown: * lies under a file*"),
     ("--ft-timeout", "nan", "--ft-timeout: expected a number, got 'nan'"),
     ("--ft-min-accuracy", "nan", "--ft-min-accuracy: expected a number, got 'nan'"),
-    ("--ft-timeout", "0", "--ft-timeout must be more than 0 seconds"),
-    ("--ft-max-regressions", "-1", "--ft-max-regressions must be 0 or more"),
+    ("--ft-timeout", "0", "--ft-timeout must be more than 0, got 0"),
+    ("--ft-max-regressions", "-1", "--ft-max-regressions must be 0 or more, got -1"),
+    ("--ft-repeat", "101", "--ft-repeat must be at most 100, got 101"),
+    ("--ft-pass-if", "some", "--ft-pass-if: expected majority, all, any or a number, got 'some'"),
+    ("--ft-record-mode", "sometimes", "--ft-record-mode: invalid choice: 'sometimes'*"),
 ])
 def test_bad_options_are_usage_errors_naming_the_option(pytester, server, option, target, message):
     (pytester.path / "a_file").write_text("x")
@@ -307,3 +310,75 @@ def test_while_the_run_goes_on_its_report_says_it_has_not_passed(pytester, serve
     result = run(pytester)
     result.assert_outcomes(passed=3)
     assert report(pytester)["passed"] is True and report(pytester)["interrupted"] is None
+
+
+def test_recording_names_stay_within_file_system_limits():
+    from pytest_ft.recording.cassette import cassette_path
+
+    long_a, long_b = "x" * 5000 + "a", "x" * 5000 + "b"
+    a, b = cassette_path(Path("c"), "s" * 300, long_a), cassette_path(Path("c"), "s" * 300, long_b)
+    assert a != b and len(a.name) <= 210 and len(a.parent.name) <= 200
+    assert cassette_path(Path("c"), "s", "short") == Path("c/s/short.yaml")  # names that fit are kept
+
+
+# -- a broken suite fails alone ---------------------------------------------------------------------
+
+# "Billion laughs": nine levels of nine aliases, 9**9 strings once expanded.
+BOMB = "[&a1 [" + ", ".join(["lol"] * 9) + "], " + ", ".join(
+    f"&a{n} [" + ", ".join([f"*a{n - 1}"] * 9) + "]" for n in range(2, 10)) + "]"
+ONE_CASE = "cases: [{id: a, input: x, expected: x}]\n"
+BROKEN_SUITES = {  # name: (suite text after its models, the line the error must name)
+    "complex_key": ("? [a, b]\n: 1\n" + ONE_CASE, 2),
+    "role_list": ("cases:\n  - id: a\n    messages: [{role: [user], content: x}]\n    expected: x\n", 4),
+    "infinite_threshold": ("thresholds: {max_regressions: .inf}\n" + ONE_CASE, 2),
+    "nan_threshold": ("thresholds: {min_gain: .nan}\n" + ONE_CASE, 2),
+    "metadata_string": ("cases_file: data.jsonl\n", 2),
+    "dev_zero": ("cases_file: /dev/zero\n", 2),
+    "alias_bomb": (f"description: {BOMB}\n" + ONE_CASE, 2),
+    "params_bomb": (f"params: {{x: {BOMB}}}\n" + ONE_CASE, 2),
+    "reserved_param": ("params: {model: m-b}\n" + ONE_CASE, 2),
+    "colon_id": ("cases: [{id: 'a::b', input: x, expected: x}]\n", 2),
+}
+
+
+def test_each_broken_suite_is_its_own_error_and_the_others_run(pytester, server):
+    (pytester.path / "data.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "x"}, {
+        "role": "assistant", "content": "x"}], "metadata": "not an object"}) + "\n")
+    for name, (text, _) in BROKEN_SUITES.items():
+        (pytester.path / f"{name}.ft.yaml").write_text(f"models: {{base: {BASE}, tuned: {TUNED}}}\n" + text)
+    write(pytester, "good.ft.yaml", SUITE)
+    result = run(pytester)
+    assert "Interrupted" not in result.stdout.str() and "INTERNALERROR" not in result.stdout.str()
+    result.assert_outcomes(passed=2, errors=len(BROKEN_SUITES))
+    data = report(pytester)
+    assert data["passed"] is False and [s["suite"] for s in data["suites"]] == ["s"]
+    invalid = {Path(e["file"]).name.split(".")[0]: e for e in data["invalid_suites"]}
+    assert set(invalid) == set(BROKEN_SUITES)
+    for name, (_, line) in BROKEN_SUITES.items():
+        assert invalid[name]["line"] == line, invalid[name]
+        assert "cannot load the suite" not in invalid[name]["message"], invalid[name]  # found, not caught
+
+
+@pytest.mark.parametrize("ini, message", [
+    ("ft_concurrency = many", "ft_concurrency (ini): invalid literal for int()*"),
+    ("ft_timeout = 0", "ft_timeout (ini) must be more than 0, got 0"),
+    ("ft_min_accuracy = 1.5", "ft_min_accuracy (ini) must be at most 1, got 1.5"),
+    ("ft_pass_if = most", "ft_pass_if (ini): expected majority, all, any or a number, got 'most'"),
+    ("ft_record_mode = sometimes", "ft_record_mode (ini): expected one of once, new_episodes, none, all*"),
+])
+def test_bad_ini_options_are_usage_errors_naming_the_key(pytester, ini, message):
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{message}*"])
+
+
+def test_ini_options_are_typed(pytester):
+    from pytest_ft.config import Options
+
+    pytester.makeini("[pytest]\nft_concurrency = 8\nft_timeout = 2.5\nft_batch = true\nft_pass_if = 2\n"
+                     "ft_report = out/r.json\n")
+    config = pytester.parseconfig()
+    options = Options.from_config(config)
+    assert (options.concurrency, options.timeout, options.batch, options.pass_if) == (8, 2.5, True, 2)
+    assert options.report == pytester.path / "out/r.json"

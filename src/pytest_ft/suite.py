@@ -9,9 +9,14 @@ its own collection with ``file:line: key: message`` and never a half-run.
 from __future__ import annotations
 
 import json
+import math
+import os
+import re
+import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, BinaryIO, Iterator, Mapping
 
 import yaml
 
@@ -27,9 +32,22 @@ CASE_KEYS = {"id", "input", "messages", "expected", "grader", "params", "system"
 PASS_RULES = ("majority", "all", "any")
 MAX_REPEAT = 100
 MODEL_KEYS = {"model", "base_url", "api_key_env", "params", "system", "few_shot"}
-THRESHOLD_KEYS = {"accuracy": float, "min_gain": float, "max_cost_usd": float, "max_regressions": int,
-                  "max_p_value": float}
+THRESHOLD_RANGES = {"accuracy": (0, 1), "min_gain": (-1, 1), "max_cost_usd": (0, math.inf),
+                    "max_regressions": (0, math.inf), "max_p_value": (0, 1)}
 MESSAGE_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+# Request keys a suite may not set, and why: the runner sends one whole (non-streamed) answer
+# per request, reads choices[0], and names the model and the conversation itself.
+RESERVED_PARAMS = {"model": "pytest-ft sets it", "messages": "pytest-ft sets it",
+                   "stream": "pytest-ft reads whole answers", "stream_options": "pytest-ft reads whole answers",
+                   "n": "pytest-ft grades one answer per request (use repeat: for more samples)"}
+MAX_NAME_CHARS = 200
+MAX_SUITE_BYTES = 64 * 2**20
+MAX_CASES_FILE_BYTES = 2**30
+MAX_DEPTH = 100  # levels of nesting: the YAML constructor and the graders recurse
+# Aliases may expand a suite to ALIAS_FACTOR times the nodes written, plus ALIAS_SLACK; a scalar
+# counts one node more per TEXT_PER_NODE characters, so that repeating a long text counts too.
+ALIAS_FACTOR, ALIAS_SLACK, TEXT_PER_NODE = 10, 10_000, 1024
+_UNSAFE_NAME_CHARS = re.compile(r"[/\\\x00-\x1f\x7f-\x9f\u2028\u2029]|::")
 
 
 class SuiteError(Exception):
@@ -74,6 +92,9 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Map:
     result.line = node.start_mark.line + 1
     result.key_lines = {}
     for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise SuiteError(loader.suite_path, key_node.start_mark.line + 1, None,
+                             "a mapping key must be a single value, not a list or a mapping")
         key = loader.construct_object(key_node, deep=True)
         if key in result.key_lines:
             raise SuiteError(loader.suite_path, key_node.start_mark.line + 1, str(key), "duplicate key")
@@ -89,8 +110,17 @@ def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> _List:
     return result
 
 
+def _construct_unsupported(loader: _LineLoader, node: yaml.Node) -> None:
+    raise SuiteError(loader.suite_path, node.start_mark.line + 1, None,
+                     f"{node.tag.rsplit(':', 1)[-1]}: a suite holds only strings, numbers, lists and mappings")
+
+
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+# Dates stay the text written: requests and reports are JSON.
+_LineLoader.add_constructor("tag:yaml.org,2002:timestamp", yaml.constructor.SafeConstructor.construct_yaml_str)
+for _tag in ("binary", "set", "omap", "pairs"):
+    _LineLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _construct_unsupported)
 
 
 @dataclass(frozen=True)
@@ -154,14 +184,18 @@ def load_suite(path: str | Path) -> Suite:
     """Read and validate a suite file; raise :class:`SuiteError` on the first problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with _open_regular(path, MAX_SUITE_BYTES) as handle:
+            raw = handle.read(MAX_SUITE_BYTES + 1)  # the file may have grown since it was opened
+        if len(raw) > MAX_SUITE_BYTES:
+            raise OSError(_too_big(MAX_SUITE_BYTES))
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SuiteError(path, None, None, f"cannot read suite: {exc}") from exc
     try:
         loader = _LineLoader(text)
         loader.suite_path = str(path)
         try:
-            data = loader.get_single_data()
+            data = _construct(loader, path)
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
@@ -177,6 +211,118 @@ def load_suite(path: str | Path) -> Suite:
     return parse_suite(data, path)
 
 
+def _construct(loader: _LineLoader, path: Path) -> Any:
+    """The document's data, built once its nodes pass _check_expansion. A function of its own so that
+    the nodes are freed before parse_suite: alive, they slow every garbage collection there."""
+    node = loader.get_single_node()
+    if node is None:
+        return None
+    _check_expansion(node, path)
+    return loader.construct_document(node)
+
+
+def _open_regular(path: Path, limit: int) -> BinaryIO:
+    """Opens a regular file of at most ``limit`` bytes; a FIFO, a device or a directory is refused unread."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO would block the open itself
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError("not a regular file")
+        if info.st_size > limit:
+            raise OSError(_too_big(limit))
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _lines(handle: BinaryIO, limit: int) -> Iterator[bytes]:
+    """The lines of ``handle``, up to ``limit`` bytes in all (a file may grow, or lie about its size)."""
+    left = limit
+    while line := handle.readline(left + 1):
+        left -= len(line)
+        if left < 0:
+            raise OSError(_too_big(limit))
+        yield line
+
+
+def _too_big(limit: int) -> str:
+    size = next(f"{limit / unit:g} {name}" for unit, name in ((2**30, "GiB"), (2**20, "MiB"), (1, "bytes"))
+                if limit >= unit)
+    return f"larger than the limit of {size}"
+
+
+def _children(node: yaml.Node) -> list:
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    return node.value if isinstance(node, yaml.SequenceNode) else []
+
+
+def _weight(node: yaml.Node) -> int:
+    return 1 + len(node.value) // TEXT_PER_NODE if isinstance(node, yaml.ScalarNode) else 1
+
+
+def _check_expansion(root: yaml.Node, path: Path) -> None:
+    """Refuses, before anything is built, nesting deeper than MAX_DEPTH and aliases that expand the
+    suite far beyond what is written ("billion laughs": nine aliases of nine aliases of ...).
+
+    Aliases make the composed nodes a graph; each list's and mapping's expanded size and depth is
+    computed once, from its children's, so this costs the size of the file, not of the expansion.
+    """
+    size: dict[int, int] = {}  # lists and mappings, by id: their weight once expanded
+    depth: dict[int, int] = {}
+    scalars: dict[int, int] = {}  # each scalar written once, by id: its weight
+    open_nodes: set[int] = set()
+    # (node, None) visits a node; (node, its children) totals it, once its children are done.
+    stack: list[tuple[yaml.Node, list | None]] = [(root, None)]
+    while stack:
+        node, done_children = stack.pop()
+        key = id(node)
+        if done_children is not None:
+            open_nodes.discard(key)
+            total, deepest = 1, 1 if done_children else 0
+            for child in done_children:
+                if type(child) is yaml.ScalarNode:
+                    weight = scalars[id(child)] = _weight(child)
+                    total += weight
+                else:
+                    total += size[id(child)]
+                    deepest = max(deepest, depth[id(child)])
+            size[key], depth[key] = min(total, sys.maxsize), deepest + 1
+            if deepest >= MAX_DEPTH:
+                raise SuiteError(path, node.start_mark.line + 1, None, f"nested more than {MAX_DEPTH} levels deep")
+        elif key in open_nodes:
+            raise SuiteError(path, node.start_mark.line + 1, None, "an alias inside its own anchor never ends")
+        elif key not in size:
+            open_nodes.add(key)
+            children = _children(node)
+            stack.append((node, children))
+            stack.extend((child, None) for child in reversed(children) if type(child) is not yaml.ScalarNode)
+    written = len(size) + sum(scalars.values())
+    limit = ALIAS_FACTOR * written + ALIAS_SLACK
+    if size[id(root)] > limit:
+        raise _alias_bomb(root, path, limit, written)
+
+
+def _alias_bomb(root: yaml.Node, path: Path, limit: int, written: int) -> SuiteError:
+    """The error for aliases that expand past ``limit``: it points at the anchor being repeated
+    when the expansion, followed in document order, runs over."""
+    seen: set[int] = set()
+    expanded = 0
+    stack = [(root, None)]
+    while expanded <= limit:
+        node, repeated = stack.pop()
+        if repeated is None and id(node) in seen:
+            repeated = node
+        seen.add(id(node))
+        expanded += _weight(node)
+        stack.extend((child, repeated) for child in reversed(_children(node)))
+    culprit = repeated or node
+    return SuiteError(path, culprit.start_mark.line + 1, None,
+                      f"aliases of this anchor expand the suite past {limit:,} nodes "
+                      f"({ALIAS_FACTOR} times the {written:,} written + {ALIAS_SLACK:,})")
+
+
 def parse_suite(data: Any, path: Path) -> Suite:
     if not isinstance(data, dict):
         raise SuiteError(path, getattr(data, "line", 1), None, "a suite must be a mapping with a 'cases' list")
@@ -187,13 +333,16 @@ def parse_suite(data: Any, path: Path) -> Suite:
         line = node.line_of(key.split(".")[-1]) if isinstance(node, _Map) else getattr(node, "line", None)
         return SuiteError(path, line, key, message)
 
-    name = root.get("suite", path.name.split(".ft.")[0])
-    if not isinstance(name, str) or not name.strip():
-        raise err("suite", "must be a non-empty string")
+    name = path.name.split(".ft.")[0]
+    if "suite" in root:
+        try:
+            name = _name(root["suite"])
+        except ValueError as exc:
+            raise err("suite", str(exc)) from None
     system = root.get("system")
     if system is not None and not isinstance(system, str):
         raise err("system", "must be a string")
-    params = _mapping(root, "params", path)
+    params = _params(root, path)
     train = _parse_train(root, path)
     models = _parse_models(root, path, train)
     judge = _parse_model(root["judge"], path, "judge", root.line_of("judge")) if root.get("judge") else None
@@ -248,6 +397,18 @@ def parse_repeat(node: _Map, path: Path, prefix: str) -> tuple[int | None, str |
     return repeat, pass_if
 
 
+def _name(value: Any) -> str:
+    """The one rule for case ids and suite names: they name pytest items (split on ``::``) and files."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        raise ValueError("must be a non-empty string")
+    name = str(value).strip()
+    if len(name) > MAX_NAME_CHARS:
+        raise ValueError(f"{name[:40]!r}...: longer than {MAX_NAME_CHARS} characters")
+    if name.startswith(".") or _UNSAFE_NAME_CHARS.search(name):
+        raise ValueError(f"{name!r}: may not start with '.' or hold '::', slashes or control characters")
+    return name
+
+
 def _wrap(data: dict) -> _Map:
     wrapped = _Map(data)
     wrapped.line, wrapped.key_lines = 1, {}
@@ -274,6 +435,15 @@ def _mapping(node: _Map, key: str, path: Path, prefix: str = "") -> dict:
     if not isinstance(value, dict):
         raise SuiteError(path, node.line_of(key), f"{prefix}{key}", "must be a mapping")
     return dict(value)
+
+
+def _params(node: _Map, path: Path, prefix: str = "") -> dict:
+    params = _mapping(node, "params", path, prefix)
+    for key in params:
+        if key in RESERVED_PARAMS:
+            line = node["params"].line_of(key) if isinstance(node["params"], _Map) else node.line_of("params")
+            raise SuiteError(path, line, f"{prefix}params.{key}", f"reserved: {RESERVED_PARAMS[key]}")
+    return params
 
 
 def _parse_train(root: _Map, path: Path) -> dict | None:
@@ -308,8 +478,8 @@ def _few_shot(value: Any, train: dict | None, path: Path, key: str, line: int) -
         raise SuiteError(path, line, f"{key}.few_shot", "needs examples: set train.file or few_shot.file")
     examples: list[dict] = []
     try:
-        with open(source, encoding="utf-8") as handle:
-            for text in handle:
+        with _open_regular(Path(source), MAX_CASES_FILE_BYTES) as handle:
+            for text in _lines(handle, MAX_CASES_FILE_BYTES):
                 if len(examples) >= 2 * count:
                     break
                 if text.strip():
@@ -337,7 +507,7 @@ def _parse_model(value: Any, path: Path, key: str, line: int, train: dict | None
         examples = _few_shot(value["few_shot"], train, path, key, value.line_of("few_shot")) \
             if "few_shot" in value else ()
         return ModelSpec(model=model.strip(), base_url=value.get("base_url"), api_key_env=value.get("api_key_env"),
-                         params=_mapping(value, "params", path, f"{key}."), system=system, examples=examples)
+                         params=_params(value, path, f"{key}."), system=system, examples=examples)
     raise SuiteError(path, line, key, "must be a model id or a mapping with 'model'")
 
 
@@ -360,16 +530,20 @@ def _parse_thresholds(root: _Map, path: Path) -> dict[str, float]:
         return {}
     if not isinstance(raw, dict):
         raise SuiteError(path, root.line_of("thresholds"), "thresholds", "must be a mapping")
-    _reject_unknown(raw, set(THRESHOLD_KEYS), path, "thresholds.")
+    _reject_unknown(raw, set(THRESHOLD_RANGES), path, "thresholds.")
     out = {}
     for key, value in raw.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SuiteError(path, raw.line_of(key), f"thresholds.{key}", "must be a number")
-        if key in ("accuracy", "max_p_value") and not 0 <= value <= 1:
-            raise SuiteError(path, raw.line_of(key), f"thresholds.{key}", "must be between 0 and 1")
-        if key == "max_regressions" and (value < 0 or int(value) != value):
-            raise SuiteError(path, raw.line_of(key), f"thresholds.{key}", "must be a whole number, 0 or more")
-        out[key] = float(value)
+        low, high = THRESHOLD_RANGES[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            problem = "must be a finite number"
+        elif key == "max_regressions" and (value < 0 or value != int(value)):
+            problem = "must be a whole number, 0 or more"
+        elif not low <= value <= high:
+            problem = f"must be {low} or more" if high == math.inf else f"must be between {low} and {high}"
+        else:
+            out[key] = float(value)
+            continue
+        raise SuiteError(path, raw.line_of(key), f"thresholds.{key}", problem)
     return out
 
 
@@ -380,9 +554,13 @@ def _check_messages(messages: Any, path: Path, line: int | None, key: str) -> li
         here = messages.item_lines[i] if isinstance(messages, _List) else line
         if not isinstance(message, dict) or "role" not in message:
             raise SuiteError(path, here, f"{key}[{i}]", "each message needs a 'role' and 'content'")
-        if message["role"] not in MESSAGE_ROLES:
+        role, content = message["role"], message.get("content")
+        if not isinstance(role, str) or role not in MESSAGE_ROLES:
             raise SuiteError(path, here, f"{key}[{i}].role",
-                             f"unknown role {message['role']!r} (one of {', '.join(sorted(MESSAGE_ROLES))})")
+                             f"unknown role {role!r} (one of {', '.join(sorted(MESSAGE_ROLES))})")
+        if not (content is None or isinstance(content, str)
+                or isinstance(content, list) and all(isinstance(part, dict) for part in content)):
+            raise SuiteError(path, here, f"{key}[{i}].content", "must be a string, null or a list of content parts")
     return [dict(m) for m in messages]
 
 
@@ -397,14 +575,12 @@ def _parse_case(raw: Any, index: int, path: Path, system: str | None, params: di
     if not isinstance(raw, _Map):
         raise SuiteError(path, line, f"cases[{index}]", "a case must be a mapping with 'id', 'input' and 'expected'")
     _reject_unknown(raw, CASE_KEYS, path, "")
-    case_id = raw.get("id")
-    if case_id is None:
+    if raw.get("id") is None:
         raise SuiteError(path, raw.line, "id", f"case #{index + 1} has no 'id'")
-    if not isinstance(case_id, (str, int)) or isinstance(case_id, bool) or not str(case_id).strip():
-        raise SuiteError(path, raw.line_of("id"), "id", "must be a non-empty string")
-    case_id = str(case_id).strip()
-    if any(ch in case_id for ch in "/\\\n") or case_id.startswith("."):
-        raise SuiteError(path, raw.line_of("id"), "id", f"{case_id!r}: ids may not contain slashes or newlines")
+    try:
+        case_id = _name(raw["id"])
+    except ValueError as exc:
+        raise SuiteError(path, raw.line_of("id"), "id", str(exc)) from None
     if ("input" in raw) == ("messages" in raw):
         raise SuiteError(path, raw.line, "input", f"case {case_id!r}: give exactly one of 'input' or 'messages'")
     if "expected" not in raw:
@@ -416,7 +592,7 @@ def _parse_case(raw: Any, index: int, path: Path, system: str | None, params: di
         messages = [{"role": "user", "content": raw["input"]}]
     else:
         messages = _check_messages(raw["messages"], path, raw.line_of("messages"), "messages")
-    case_params = {**params, **_mapping(raw, "params", path)}
+    case_params = {**params, **_params(raw, path)}
     grader, spec = default_grader, default_spec
     if "grader" in raw:
         spec = raw["grader"]
@@ -451,40 +627,50 @@ def _cases_from_jsonl(root: _Map, path: Path, system: str | None, params: dict, 
     line = root.line_of("cases_file")
     if not isinstance(value, str):
         raise SuiteError(path, line, "cases_file", "must be a path to a JSONL file")
-    data_path = (path.parent / value)
-    try:
-        handle = data_path.open(encoding="utf-8")
-    except OSError as exc:
-        raise SuiteError(path, line, "cases_file", f"cannot read {data_path}: {exc.strerror or exc}") from exc
+    data_path = path.parent / value
     cases = []
-    with handle:
-        try:
-            for number, text in enumerate(handle, start=1):
+    try:
+        with _open_regular(data_path, MAX_CASES_FILE_BYTES) as handle:
+            for number, text in enumerate(_lines(handle, MAX_CASES_FILE_BYTES), start=1):
                 if not text.strip():
                     continue
-                where = f"{data_path}:{number}"
                 try:
-                    example = json.loads(text)
-                except json.JSONDecodeError as exc:
-                    raise SuiteError(path, line, "cases_file", f"{where}: not valid JSON ({exc.msg})") from exc
-                messages = example.get("messages") if isinstance(example, dict) else None
-                if not isinstance(messages, list) or not messages:
-                    raise SuiteError(path, line, "cases_file", f"{where}: needs a 'messages' list")
-                last = max((i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "assistant"),
-                           default=None)
-                if last is None or last == 0:
-                    raise SuiteError(path, line, "cases_file",
-                                     f"{where}: needs an assistant message (the expected answer) after the prompt")
-                case_id = str(example.get("id") or (example.get("metadata") or {}).get("id") or f"line{number}")
-                try:
-                    grader.check_expected(messages[last].get("content"))
-                except graders_module.GraderError as exc:
-                    raise SuiteError(path, line, "cases_file", f"{where}: {exc}") from exc
-                cases.append(Case(id=case_id, messages=_with_system(messages[:last], system),
-                                  expected=messages[last].get("content"), grader=grader, params=dict(params),
-                                  line=number, grader_spec=grader_spec))
-        except UnicodeDecodeError as exc:
-            raise SuiteError(path, line, "cases_file", f"{data_path}: not UTF-8 ({exc.reason})") from exc
+                    cases.append(_jsonl_case(text, number, path, system, params, grader, grader_spec))
+                except ValueError as exc:
+                    raise SuiteError(path, line, "cases_file", f"{data_path}:{number}: {exc}") from None
+    except OSError as exc:
+        raise SuiteError(path, line, "cases_file", f"cannot read {data_path}: {exc.strerror or exc}") from exc
     if not cases:
         raise SuiteError(path, line, "cases_file", f"{data_path} holds no cases")
     return cases
+
+
+def _jsonl_case(text: bytes, number: int, path: Path, system: str | None, params: dict, grader: Any,
+                grader_spec: Any) -> Case:
+    """One line of a cases_file as a case; a ValueError says what is wrong with the line."""
+    try:
+        example = json.loads(text.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 ({exc.reason})") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg})") from None
+    if not isinstance(example, dict):
+        raise ValueError("must be a JSON object with a 'messages' list")
+    metadata = example.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ValueError("metadata: must be an object")
+    try:
+        messages = _check_messages(example.get("messages"), path, None, "messages")
+    except SuiteError as exc:
+        raise ValueError(f"{exc.key}: {exc.message}") from None
+    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
+    if not last:
+        raise ValueError("needs an assistant message (the expected answer) after the prompt")
+    try:
+        case_id = _name(example.get("id") or metadata.get("id") or f"line{number}")
+    except ValueError as exc:
+        raise ValueError(f"id: {exc}") from None
+    expected = messages[last].get("content")
+    grader.check_expected(expected)  # a GraderError is a ValueError
+    return Case(id=case_id, messages=_with_system(messages[:last], system), expected=expected, grader=grader,
+                params=dict(params), line=number, grader_spec=grader_spec)
