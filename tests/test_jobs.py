@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from finetune_server import FakeFineTuning
-from pytest_ft.training import jobs
+from pytest_ft.training import api, follow, jobs
 from pytest_ft.cli import main as cli_main
 from pytest_ft.report.pricing import PriceTable
 
@@ -280,7 +280,7 @@ def test_rate_limits_are_retried_honouring_retry_after(ft, capsys, monkeypatch):
     code, _, err = run(capsys, "jobs", "list")
     assert code == 2
     assert (f"listing fine-tuning jobs: rate limited by {ft.url} (HTTP 429) and still limited after "
-            f"{jobs.RATE_LIMIT_RETRIES} retries that honoured Retry-After") in err
+            f"{api.RATE_LIMIT_RETRIES} retries that honoured Retry-After") in err
 
 
 def test_a_lost_answer_to_job_creation_does_not_launch_a_second_job(ft, capsys, monkeypatch):
@@ -294,9 +294,9 @@ def test_a_lost_answer_to_job_creation_does_not_launch_a_second_job(ft, capsys, 
 
 def test_retry_delay_reads_both_retry_after_headers():
     import httpx2
-    assert jobs._retry_delay(0, httpx2.Response(429, headers={"retry-after": "2"})) == 2.0
-    assert jobs._retry_delay(0, httpx2.Response(429, headers={"retry-after-ms": "250"})) == 0.25
-    assert 0.75 <= jobs._retry_delay(0, httpx2.Response(429)) <= 1.25
+    assert api.retry_delay(0, httpx2.Response(429, headers={"retry-after": "2"})) == 2.0
+    assert api.retry_delay(0, httpx2.Response(429, headers={"retry-after-ms": "250"})) == 0.25
+    assert 0.75 <= api.retry_delay(0, httpx2.Response(429)) <= 1.25
 
 
 def test_the_network_down_names_the_base_url(ft, capsys):
@@ -327,21 +327,21 @@ def test_an_unreadable_state_file_is_explained(ft, capsys, tmp_path):
 
 def test_ctrl_c_while_following_leaves_the_job_running_and_says_how_to_resume(ft, capsys, monkeypatch):
     ft.hold = True
-    original = jobs._Follower.on_poll
+    original = follow.Follower.on_poll
 
     def interrupt_once_running(self, job, progress):
         original(self, job, progress)
         if job.status == "running":
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(jobs._Follower, "on_poll", interrupt_once_running)
+    monkeypatch.setattr(follow.Follower, "on_poll", interrupt_once_running)
     code, out, err = train(capsys, "--wait")
     job_id = next(iter(ft.jobs))
     assert code == 130
     assert f"resume:  pytest-ft jobs wait {job_id}" in err and "it keeps running" in err
     assert ft.jobs[job_id]["status"] == "running" and ft.calls("POST", "/cancel") == []
 
-    monkeypatch.setattr(jobs._Follower, "on_poll", original)
+    monkeypatch.setattr(follow.Follower, "on_poll", original)
     ft.hold = False
     code, out, _ = run(capsys, "jobs", "wait", job_id, *FAST)
     assert code == 0 and f"pytest --ft-model=ft:{BASE}:org::{job_id[-8:]}" in out

@@ -22,9 +22,13 @@ import asyncio
 import collections
 import contextlib
 import email.utils
+import random
 import re
 import time
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
+
+if TYPE_CHECKING:
+    import httpx2
 
 _DURATION = re.compile(r"(?P<value>\d+(?:\.\d+)?)(?P<unit>ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -186,3 +190,11 @@ class AdaptiveLimiter:
             reset = parse_reset(headers.get(f"x-ratelimit-reset-{kind}"))
             if reset:
                 self._paused_until = max(self._paused_until, now + min(reset, 60.0))
+
+
+def retry_delay(attempt: int, response: httpx2.Response | None) -> float:
+    """Seconds to wait before retry ``attempt`` (0-based): the server's word, else backoff."""
+    asked = retry_after(response.headers) if response is not None else None
+    if asked is not None:
+        return asked if asked > 0 else 0.05 * (attempt + 1)
+    return min(0.5 * 2 ** attempt, 8.0) * random.uniform(0.75, 1.25)

@@ -24,7 +24,6 @@ import contextlib
 import json
 import math
 import os
-import random
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ if TYPE_CHECKING:
 
 from .. import redact
 from ..graders import GradeContext
-from .ratelimit import AdaptiveLimiter, retry_after
+from .ratelimit import AdaptiveLimiter, retry_after, retry_delay
 from ..recording.cassette import (REPLAYED_HEADER, CaseCassette, CassetteUnreadable, RecordingMissing, RecordingTransport,
                         current_cassette)
 
@@ -196,14 +195,6 @@ def estimate_tokens(body: Mapping[str, Any]) -> int:
     text = sum(len(str(m.get("content") or "")) for m in body.get("messages", ()))
     answer = body.get("max_completion_tokens") or body.get("max_tokens") or 256
     return text // 4 + 4 * len(body.get("messages", ())) + int(answer)
-
-
-def retry_delay(attempt: int, response: httpx2.Response | None) -> float:
-    """Seconds to wait before retry ``attempt`` (0-based): the server's word, else backoff."""
-    asked = retry_after(response.headers) if response is not None else None
-    if asked is not None:
-        return asked if asked > 0 else 0.05 * (attempt + 1)
-    return min(0.5 * 2 ** attempt, 8.0) * random.uniform(0.75, 1.25)
 
 
 def describe_api_error(exc: BaseException, ref: ModelRef, timeout: float | None = None) -> str:
