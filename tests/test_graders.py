@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import random
 import sys
@@ -176,6 +177,81 @@ def test_user_factory_may_return_a_plain_function():
         assert "not a grader" in str(spec_error("broken_factory_test"))
     finally:
         del GRADERS["short_test"], GRADERS["broken_factory_test"]
+
+
+USER_GRADERS_MODULE = """
+    from pytest_ft.graders import Grade, SyncGrader, grader
+
+    @grader("ends_with_test")
+    def ends_with(*, suffix: str, ignore_case: bool = False):
+        fold = str.casefold if ignore_case else str.strip
+
+        def check(output, expected):
+            ok = fold(output.rstrip()).endswith(fold(suffix))
+            return Grade(ok, float(ok), f"{'ends' if ok else 'does not end'} with {suffix!r}")
+
+        return SyncGrader("ends_with_test", check)
+"""
+
+
+def test_grader_decorator_registers_from_a_user_module(tmp_path, monkeypatch):
+    (tmp_path / "ft_decorated_graders.py").write_text(textwrap.dedent(USER_GRADERS_MODULE))
+    monkeypatch.syspath_prepend(tmp_path)
+    try:
+        importlib.import_module("ft_decorated_graders")
+        grader = build_grader({"type": "ends_with_test", "suffix": "Regards"})
+        assert isinstance(grader, SyncGrader) and grader.uses_judge is False
+        assert grade(grader, "Best Regards\n") == Grade(True, 1.0, "ends with 'Regards'")
+        assert not grade(grader, "Best regards").passed
+        assert grade({"type": "ends_with_test", "suffix": "regards", "ignore_case": True}, "Best Regards").passed
+        assert spec_error({"type": "ends_with_test"}).key == "suffix"
+        err = spec_error({"type": "ends_with_test", "suffix": True})  # YAML `suffix: yes`
+        assert err.key == "suffix" and "must be a string, got True" in str(err) and "quote them" in str(err)
+    finally:
+        GRADERS.pop("ends_with_test", None)
+        sys.modules.pop("ft_decorated_graders", None)
+
+
+SHOUTING_CONFTEST = """
+    from pytest_ft.graders import Grade
+
+    def pytest_ft_register_graders(register):
+        def shouting(*, min_share: float = 1.0):
+            def grade(output, expected, ctx):
+                letters = [c for c in output if c.isalpha()]
+                share = sum(c.isupper() for c in letters) / len(letters) if letters else 0.0
+                return Grade(share >= min_share, share, f"{share:.0%} capitals")
+            return grade
+
+        register("shouting", shouting)
+"""
+
+SHOUTING_SUITE = """
+    models: {tuned: ft:gpt-4o-mini-2024-07-18:acme:shout:abc123}
+    grader: {type: shouting, min_share: 0.9}
+    cases:
+      - {id: loud, input: "LABEL=HELLO", expected: anything}
+      - {id: quiet, input: "LABEL=hello", expected: anything}
+"""
+
+
+def test_a_conftest_registers_a_grader_through_the_hook(pytester, server):
+    # In a subdirectory, the conftest loads during collection, after pytest_configure: the
+    # hook is historic so it is still called, before the suite next to it is read.
+    (pytester.path / "shout").mkdir()
+    (pytester.path / "shout" / "conftest.py").write_text(textwrap.dedent(SHOUTING_CONFTEST))
+    (pytester.path / "shout" / "s.ft.yaml").write_text(textwrap.dedent(SHOUTING_SUITE))
+    try:
+        result = pytester.runpytest("-p", "no:cacheprovider", "-v")
+        result.assert_outcomes(passed=1, failed=1)
+        result.stdout.fnmatch_lines(["*s.ft.yaml::loud PASSED*", "*s.ft.yaml::quiet FAILED*"])
+        assert {r["body"]["messages"][-1]["content"] for r in server.chat_requests()} == {"LABEL=HELLO", "LABEL=hello"}
+        (pytester.path / "shout" / "s.ft.yaml").write_text(
+            textwrap.dedent(SHOUTING_SUITE).replace("min_share: 0.9", "min_share: lots"))
+        result = pytester.runpytest("-p", "no:cacheprovider")
+        result.stdout.fnmatch_lines(["*grader.min_share: option 'min_share' of grader 'shouting' must be a number*"])
+    finally:
+        GRADERS.pop("shouting", None)
 
 
 def test_none_output_is_empty_string():
