@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_ft import suite as suite_mod
+from pytest_ft.suite import load as suite_mod
 from pytest_ft.suite import SuiteError, load_suite
 
 CASE = "cases:\n  - {id: a, input: x, expected: y}\n"

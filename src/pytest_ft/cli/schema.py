@@ -8,7 +8,7 @@ from pathlib import Path
 
 def run(args: argparse.Namespace) -> int:
     from ..files import write_atomic
-    from ..suite_schema import print_schema
+    from ..suite.schema import print_schema
 
     text = print_schema() + "\n"
     if args.output:
