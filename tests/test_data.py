@@ -872,18 +872,20 @@ def test_python_dash_m_runs_the_commands(tmp_path):
 def test_progress_shows_only_on_a_terminal(monkeypatch):
     import io
 
+    from pytest_ft.data import io as data_io
+
     class Tty(io.StringIO):
         def isatty(self):
             return True
 
     clock = iter([0.0, 1.0, 2.0, 3.0])
-    monkeypatch.setattr(data.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(data_io.time, "monotonic", lambda: next(clock))
     tty, pipe = Tty(), io.StringIO()
-    bar = data._Progress("validate x", 1000, stream=tty)
+    bar = data_io._Progress("validate x", 1000, stream=tty)
     bar.update(500, 1234)
     bar.close()
     assert "1,234 lines (50%" in tty.getvalue() and tty.getvalue().endswith("\r")
-    quiet = data._Progress("validate x", 1000, stream=pipe)
+    quiet = data_io._Progress("validate x", 1000, stream=pipe)
     quiet.update(500, 1234)
     quiet.close()
     assert pipe.getvalue() == ""
