@@ -26,11 +26,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 ECHOED = ("authorization", "openai-organization", "openai-project")
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512  # a run's requests arrive together; the default backlog (5) would drop some
+
+
 class HostileServer:
     def __init__(self) -> None:
         self.requests: list[dict] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -55,6 +59,10 @@ class HostileServer:
                 self.send_response(code)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
+                # One request per connection: with --ft-retries=0 in the tests, a kept-alive connection
+                # the server drops between requests would be an error of its own.
+                self.send_header("Connection", "close")
+                self.close_connection = True
                 self.send_header("Set-Cookie", f"session={self.headers.get('authorization', '')}; HttpOnly")
                 for name in ("openai-organization", "openai-project"):
                     self.send_header(name, self.headers.get(name, ""))

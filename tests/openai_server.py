@@ -47,6 +47,11 @@ LEAKY_HEADERS = {
 }
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 512  # read when the socket starts listening: a class attribute, not set afterwards
+
+
 class FakeOpenAI:
     def __init__(self, *, leaky: bool = False):
         self.leaky = leaky
@@ -60,9 +65,7 @@ class FakeOpenAI:
         self.files: dict[str, dict] = {}
         self.batches: dict[str, dict] = {}
         self.batch_outcome = "completed"  # or "failed", "expired"
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._server.request_queue_size = 512
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
