@@ -17,6 +17,7 @@ import pytest
 
 import pytest_ft
 from pytest_ft import data
+from pytest_ft.cli import data as data_cli
 from pytest_ft.data import tokens
 from pytest_ft.data import ERROR_KINDS, WARNING_KINDS, DataError
 
@@ -55,7 +56,7 @@ def write_jsonl(path: Path, rows, *, final_newline: bool = True) -> Path:
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = data.main(argv)
+    code = data_cli.main(argv)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -605,7 +606,7 @@ def test_split_is_deterministic_and_keeps_the_input(tmp_path, capsys):
     assert tr == [line for line in original if line in set(tr)]  # the input's order is kept
 
     # the same seed again (with --force) gives the same files; another seed another split
-    assert data.main(["data", "split", str(path), "--val", "0.2", "--seed", "7", "--force"]) == 0
+    assert data_cli.main(["data", "split", str(path), "--val", "0.2", "--seed", "7", "--force"]) == 0
     assert (train.read_bytes(), val.read_bytes()) == first
     other = data.split(path, 0.2, seed=8, out_train=tmp_path / "a.jsonl", out_val=tmp_path / "b.jsonl")
     assert other.val == 20 and (tmp_path / "b.jsonl").read_bytes() != first[1]
@@ -841,13 +842,13 @@ def test_register_cli_in_the_pytest_ft_command(tmp_path, capsys):
     import argparse
 
     parser = argparse.ArgumentParser(prog="pytest-ft")
-    data.register_cli(parser.add_subparsers())
+    data_cli.register_cli(parser.add_subparsers())
     path = write_jsonl(tmp_path / "t.jsonl", valid_rows(60))
     args = parser.parse_args(["data", "validate", str(path), "--json"])
     assert args.func(args) == 0
     assert json.loads(capsys.readouterr().out)["valid"] is True
-    assert data.main(["data"]) == 2  # a subcommand is required
-    assert data.main(["data", "validate", "--help"]) == 0
+    assert data_cli.main(["data"]) == 2  # a subcommand is required
+    assert data_cli.main(["data", "validate", "--help"]) == 0
 
 
 def test_the_pytest_ft_command_runs_data_commands(tmp_path, capsys):

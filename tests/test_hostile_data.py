@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pytest_ft import data
+from pytest_ft.cli import data as data_cli
 
 SURROGATE_LINE = '{"messages": [{"role": "user", "content": "\\ud800"}, {"role": "assistant", "content": "x"}]}'
 SURROGATE_LINENO = 4
@@ -41,7 +42,7 @@ def hostile(tmp_path) -> Path:
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    code = data.main(argv)
+    code = data_cli.main(argv)
     out, err = capsys.readouterr()
     return code, out, err
 

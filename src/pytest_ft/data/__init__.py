@@ -20,8 +20,6 @@ format's rules), :mod:`.validate`, :mod:`.stats`, :mod:`.convert`, :mod:`.split`
 
 from __future__ import annotations
 
-from typing import Any, Sequence
-
 from . import tokens  # noqa: F401
 from .convert import ConvertReport, convert
 from .dedupe import DedupeReport, dedupe
@@ -46,21 +44,6 @@ from .validate import DEFAULT_MAX_DETAILS, MIN_EXAMPLES, RECOMMENDED_EXAMPLES  #
 __all__ = [
     "DataError", "Problem", "ValidationReport", "StatsReport", "ConvertReport", "SplitReport",
     "DedupeReport", "Leak", "LeakReport", "validate", "stats", "convert", "split", "dedupe",
-    "check_leak", "default_epochs", "training_token_limit", "normalize_input", "lone_surrogate", "register_cli",
-    "main",
+    "check_leak", "default_epochs", "training_token_limit", "normalize_input", "lone_surrogate",
     "ERROR_KINDS", "WARNING_KINDS",
 ]
-
-
-def register_cli(subparsers: Any) -> None:
-    """Add ``data`` and its subcommands to an argparse ``subparsers`` object (see :mod:`pytest_ft.cli.data`)."""
-    from ..cli.data import register_cli as register
-
-    register(subparsers)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``pytest-ft data ...`` (argv starts with ``data``); returns the exit code."""
-    from ..cli.data import main as run
-
-    return run(argv)

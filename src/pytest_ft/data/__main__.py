@@ -2,7 +2,7 @@
 
 import sys
 
-from . import main
+from ..cli.data import main
 
 _argv = sys.argv[1:]
 sys.exit(main(_argv if _argv[:1] == ["data"] else ["data", *_argv]))
