@@ -63,3 +63,13 @@ def test_a_full_suite_is_valid(validator):
 ], ids=str)
 def test_broken_suites_are_rejected(validator, suite):
     assert list(validator.iter_errors(suite)) != []
+
+
+def test_the_loader_and_the_schema_know_the_same_keys():
+    from pytest_ft.suite import load, schema
+
+    assert load.SUITE_KEYS == schema.keys(schema.Suite)
+    assert load.CASE_KEYS == schema.keys(schema.Case)
+    assert load.MODEL_KEYS == schema.keys(schema.ModelEntry)
+    assert load.TRAIN_KEYS == schema.keys(schema.Train)
+    assert set(load.THRESHOLD_RANGES) == schema.keys(schema.Thresholds)

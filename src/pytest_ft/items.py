@@ -120,13 +120,12 @@ class FtCase(pytest.Item):
         return self.path, self.case.line - 1, f"{self.suite.name}::{self.case.id}"
 
     def setup(self) -> None:
-        from .run.session import SESSION_KEY
-
         from .run.batch import Pending
+        from .run.session import SESSION_KEY
 
         evals: EvalSession = self.config.stash[SESSION_KEY]
         try:
-            self.result = evals.result_for(self, upcoming_cases(self))
+            self.result = evals.result_for(self, lambda: upcoming_cases(self))
             if isinstance(self.result, Pending):
                 pytest.skip(f"submitted in batch {self.result.batch_id}; "
                             "run the same command again to collect the results")

@@ -1,7 +1,7 @@
 """pytest-ft: evaluate a fine-tuned model against its base from ``*.ft.yaml`` suites.
 
-Hooks and fixtures only; the work lives in ``session`` (plans and scheduling), ``runner``
-(concurrent requests), ``recording`` (vcrpy), ``graders`` and ``report``.
+Hooks and fixtures only; the work lives in ``suite/`` (reading suites), ``run/`` (planning,
+scheduling, the concurrent runner), ``recording/`` (vcrpy), ``graders/`` and ``report/``.
 """
 
 from __future__ import annotations
@@ -14,17 +14,18 @@ import pytest
 
 from . import redact
 from .config import add_options
-from .report.render.html import write_html
 from .items import FtCase, FtFile, FtSuiteError
-from .report.render.markdown import append_step_summary, render_markdown, write_markdown
 from .report.aggregate import Aggregator, build_report
+from .report.render.html import write_html
 from .report.render.jsonfile import write_json
+from .report.render.markdown import append_step_summary, render_markdown, write_markdown
 from .report.render.terminal import render
 from .run.runner import ModelRef
 from .run.session import SESSION_KEY, EvalSession
 from .suite import is_suite_file
 
 CALLS_KEY = pytest.StashKey[list]()
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser)

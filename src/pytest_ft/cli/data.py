@@ -14,9 +14,24 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from tabulate import tabulate
 
-from ..data import (DEFAULT_MAX_DETAILS, DEFAULT_MAX_LINE_BYTES, DEFAULT_MODEL, ERROR_KINDS, EXPECTED_COLUMNS,
-                    INPUT_COLUMNS, WARNING_KINDS, DataError, Problem, check_leak, convert, dedupe, split, stats,
-                    tokens, validate)
+from ..data import (
+    DEFAULT_MAX_DETAILS,
+    DEFAULT_MAX_LINE_BYTES,
+    DEFAULT_MODEL,
+    ERROR_KINDS,
+    EXPECTED_COLUMNS,
+    INPUT_COLUMNS,
+    WARNING_KINDS,
+    DataError,
+    Problem,
+    check_leak,
+    convert,
+    dedupe,
+    split,
+    stats,
+    tokens,
+    validate,
+)
 
 
 def _fmt(value: Any, digits: int = 1) -> str:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from tabulate import tabulate
 
 from .. import redact
+from ..report.formats import fmt_cost
 from ..report.pricing import PriceTable
 from ..training.api import display_url, make_client
 from ..training.cassette import recording
@@ -27,7 +28,13 @@ from ..training.errors import JobError
 from ..training.follow import DEFAULT_POLL_INTERVAL, Follower, wait_for_job
 from ..training.job_info import JobInfo, as_int, evaluate_command, training_cost
 from ..training.jobs import METHODS, check_data, ensure_job
-from ..training.remote import cancel_job, get_job, list_checkpoints, list_events, list_jobs
+from ..training.remote import (
+    cancel_job,
+    get_job,
+    list_checkpoints,
+    list_events,
+    list_jobs,
+)
 from ..training.state import DEFAULT_STATE_DIR, State, record_job
 
 if TYPE_CHECKING:
@@ -47,7 +54,7 @@ def _fmt_int(value: int | None) -> str:
 
 
 def _fmt_usd(value: float | None) -> str:
-    return "n/a" if value is None else f"${value:,.4f}" if value < 1 else f"${value:,.2f}"
+    return "n/a" if value is None else f"${fmt_cost(value)}"
 
 
 def _fmt_loss(value: Any) -> str:

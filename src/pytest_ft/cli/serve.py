@@ -11,8 +11,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..local.server import (API_KEY_ENV, DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, ConfigError,
-                            LocalServer, check_bind)
+from ..local.server import (
+    API_KEY_ENV,
+    DEFAULT_HOST,
+    DEFAULT_MAX_UPLOAD_MB,
+    DEFAULT_PORT,
+    ConfigError,
+    LocalServer,
+    check_bind,
+)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

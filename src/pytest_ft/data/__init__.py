@@ -21,25 +21,45 @@ format's rules), :mod:`.validate`, :mod:`.stats`, :mod:`.convert`, :mod:`.split`
 from __future__ import annotations
 
 from . import tokens  # noqa: F401
-from .convert import ConvertReport, convert
+
+# Not in __all__, but importable from here since before the package was split.
+from .convert import EXPECTED_COLUMNS, INPUT_COLUMNS, ConvertReport, convert  # noqa: F401
 from .dedupe import DedupeReport, dedupe
 from .errors import DataError
 from .inputs import normalize_input
-from .io import lone_surrogate
+from .io import (
+                     DEFAULT_MAX_LINE_BYTES,  # noqa: F401
+                     lone_surrogate,
+)
 from .leak import Leak, LeakReport, check_leak
-from .models import default_epochs, training_token_limit
-from .split import SplitReport, split
-from .stats import StatsReport, stats
-from .validate import ERROR_KINDS, WARNING_KINDS, Problem, ValidationReport, validate
-
-# Not in __all__, but importable from here since before the package was split.
-from .convert import EXPECTED_COLUMNS, INPUT_COLUMNS  # noqa: F401
-from .io import DEFAULT_MAX_LINE_BYTES  # noqa: F401
-from .models import (DEFAULT_MODEL, MAX_DEFAULT_EPOCHS, MAX_TARGET_EXAMPLES, MIN_DEFAULT_EPOCHS,  # noqa: F401
-                     MIN_TARGET_EXAMPLES, TARGET_EPOCHS, TRAINING_TOKEN_LIMITS)
+from .models import (  # noqa: F401
+                     DEFAULT_MODEL,
+                     MAX_DEFAULT_EPOCHS,
+                     MAX_TARGET_EXAMPLES,
+                     MIN_DEFAULT_EPOCHS,
+                     MIN_TARGET_EXAMPLES,
+                     TARGET_EPOCHS,
+                     TRAINING_TOKEN_LIMITS,
+                     default_epochs,
+                     training_token_limit,
+)
 from .schema import CHAT_KEYS, DPO_INPUT_KEYS, DPO_KEYS, MESSAGE_KEYS, ROLES  # noqa: F401
-from .split import MAX_STRATIFY_LABELS  # noqa: F401
-from .validate import DEFAULT_MAX_DETAILS, MIN_EXAMPLES, RECOMMENDED_EXAMPLES  # noqa: F401
+from .split import (
+                     MAX_STRATIFY_LABELS,  # noqa: F401
+                     SplitReport,
+                     split,
+)
+from .stats import StatsReport, stats
+from .validate import (  # noqa: F401
+                     DEFAULT_MAX_DETAILS,
+                     ERROR_KINDS,
+                     MIN_EXAMPLES,
+                     RECOMMENDED_EXAMPLES,
+                     WARNING_KINDS,
+                     Problem,
+                     ValidationReport,
+                     validate,
+)
 
 __all__ = [
     "DataError", "Problem", "ValidationReport", "StatsReport", "ConvertReport", "SplitReport",

@@ -25,6 +25,8 @@ import threading
 from functools import lru_cache
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
+from ..messages import content_text, text_parts  # noqa: F401  (content_text: part of this module's API)
+
 __all__ = [
     "ENCODINGS", "UnknownModelError", "encoding_for_model", "get_encoding", "count_tokens",
     "count_chat_tokens", "count_assistant_tokens", "chat_token_counter", "assistant_token_counter",
@@ -188,34 +190,15 @@ def count_tokens(text: str, encoding: str = "o200k_base") -> int:
     return len(get_encoding(encoding).encode_ordinary(text))
 
 
-def content_text(content: Any) -> str:
-    """The text of a message's content: a string, or the ``text`` of each part of a content list."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(part["text"] for part in content
-                       if isinstance(part, Mapping) and isinstance(part.get("text"), str))
-    return ""
-
-
 def _value_tokens(key: str, value: Any, ntokens: Callable[[str], int]) -> int:
     if isinstance(value, str):
         return ntokens(value) if value else 0
     if key == "content":
-        return sum(ntokens(t) for t in _text_parts(value))
+        return sum(ntokens(t) for t in text_parts(value) if t)
     if key in ("tool_calls", "function_call") and value is not None:
         # Not in the cookbook (its messages carry strings only): count the JSON the call serialises to.
         return ntokens(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
     return 0  # weight and other non-text values carry no tokens
-
-
-def _text_parts(content: Any) -> Iterable[str]:
-    if isinstance(content, list):
-        for part in content:
-            if isinstance(part, Mapping) and isinstance(part.get("text"), str) and part["text"]:
-                yield part["text"]
 
 
 _CACHE_TEXT_CHARS = 2048   # short strings repeat across a dataset: roles, system prompts, labels

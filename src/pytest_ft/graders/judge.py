@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..messages import content_text
 from .base import AsyncGrader, Grade, GradeContext, GraderError, JudgeUnavailable, clip, quote, unit
 from .json import extract_json
 from .registry import grader
@@ -62,7 +63,7 @@ def judge(*, rubric: str, threshold: float = 0.7, model: str | None = None, incl
 
 def judge_messages(rubric: str, output: str, reference: Any, conversation: Sequence[Mapping[str, Any]]) -> list[dict]:
     """The chat sent to the judge: instructions, then the case's input, reference (if any), answer and rubric."""
-    turns = "\n\n".join(f"[{m.get('role', '?')}]\n{_content_text(m.get('content'))}" for m in conversation)
+    turns = "\n\n".join(f"[{m.get('role', '?')}]\n{content_text(m.get('content'), non_text='[non-text part]')}" for m in conversation)
     sections = [f"<conversation>\n{turns}\n</conversation>"]
     if reference is not None:
         reference = reference if isinstance(reference, str) else json.dumps(reference, ensure_ascii=False, indent=1)
@@ -71,15 +72,6 @@ def judge_messages(rubric: str, output: str, reference: Any, conversation: Seque
     sections.append(f"<rubric>\n{rubric}\n</rubric>")
     sections.append('Reply with only {"score": <0 to 1>, "reason": "<one short sentence>"}.')
     return [{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": "\n\n".join(sections)}]
-
-
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # multimodal parts
-        return "\n".join(p.get("text", "") if isinstance(p, dict) and p.get("type") == "text" else "[non-text part]"
-                         for p in content)
-    return "" if content is None else str(content)
 
 
 def _parse_answer(text: str) -> tuple[float, str]:

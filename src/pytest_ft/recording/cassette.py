@@ -31,7 +31,11 @@ import yaml
 from vcr.cassette import Cassette
 from vcr.filters import decode_response
 from vcr.matchers import method, path
-from vcr.persisters.filesystem import CassetteDecodeError, CassetteNotFoundError, FilesystemPersister
+from vcr.persisters.filesystem import (
+    CassetteDecodeError,
+    CassetteNotFoundError,
+    FilesystemPersister,
+)
 from vcr.record_mode import RecordMode
 from vcr.request import Request as VcrRequest
 from vcr.serialize import serialize

@@ -1,8 +1,8 @@
-"""Aggregate case results into per-suite figures, check the gates, render tables and JSON.
+"""Aggregate case results into the report: per-suite figures, flips, significance and gates.
 
 The controller (the only process under xdist that sees every result) feeds each case's
-record to :class:`Aggregator`; :func:`build_report` turns them into the JSON report whose
-keys are a contract, and :func:`render` into the terminal tables. Costs are computed here,
+record to :class:`Aggregator`; :func:`build_report` turns them into the one report every
+renderer reads (``render/``: terminal, JSON, Markdown, HTML). Costs are computed here,
 from recorded token usage and the price table, so a replayed run costs what the live run
 did.
 """
@@ -14,11 +14,10 @@ import math
 from collections import defaultdict
 from typing import Any, Iterable
 
-
-from .baseline import compare, suite_key
-from .pricing import PriceTable
 from ..results import Verdict, case_verdict, flip, verdict
+from .baseline import compare, suite_key
 from .gate import check_gate, run_passed
+from .pricing import PriceTable
 from .stats import suite_significance
 
 REPORT_VERSION = 1

@@ -1,14 +1,29 @@
-"""How figures read in the gate's messages and the terminal summary."""
+"""How figures read, in every rendering of the report and in the gate's messages."""
 
 from __future__ import annotations
 
-
-def fmt_gain(gain: float | None) -> str:
-    """A gain in accuracy as percentage points: ``+12.5 pp``."""
-    return "n/a" if gain is None else f"{gain * 100:+.1f} pp"
+import math
 
 
-def fmt_usd(cost: float | None) -> str:
+def fmt_pct(value: float | None) -> str:
+    """0.7 → "70.0%"; None → "n/a"."""
+    return "n/a" if value is None else f"{value * 100:.1f}%"
+
+
+def fmt_pp(value: float | None) -> str:
+    """A difference of accuracies in percentage points: 0.1 → "+10.0 pp"."""
+    return "n/a" if value is None else f"{value * 100:+.1f} pp"
+
+
+def fmt_cost(cost: float | None) -> str:
+    """USD, or "n/a" when the model has no known price (never a silent 0).
+
+    Four decimals, but small costs (a replayed smoke suite costs millionths) keep two significant
+    digits rather than rounding to a misleading 0.0000.
+    """
     if cost is None:
         return "n/a"
-    return f"{cost:,.2f}" if cost >= 1 else f"{cost:.6f}"
+    if cost == 0 or abs(cost) >= 0.001:
+        return f"{cost:.4f}"
+    decimals = -math.floor(math.log10(abs(cost))) + 1
+    return f"{cost:.{decimals}f}"

@@ -5,7 +5,7 @@ Both read the aggregated report only, and are decided here alone.
 
 from __future__ import annotations
 
-from .formats import fmt_gain
+from .formats import fmt_pp
 from .stats import p_phrase
 
 
@@ -32,7 +32,7 @@ def check_gate(suite: dict) -> dict:
     if "min_gain" in thresholds:
         gain = suite["gain"]
         if gain is None or gain < thresholds["min_gain"] - 1e-12:
-            failures.append(f"gain over base {fmt_gain(gain)} < {thresholds['min_gain']:+.3f}")
+            failures.append(f"gain over base {fmt_pp(gain)} < {thresholds['min_gain']:+.3f}")
     if "max_regressions" in thresholds:
         since = suite.get("baseline")
         regressed = since["regressed"] if since is not None else suite["regressions"]

@@ -29,8 +29,20 @@ import httpx2
 
 from ..files import write_atomic
 from ..recording.cassette import REPLAYED_HEADER, CaseCassette, current_cassette
-from .runner import (JUDGE_PARAMS, Answer, ApiError, CaseJob, CaseResult, ModelRef, Runner, chat_body, grade_case,
-                     judge_ref, new_result, record_answers)
+from .runner import (
+    JUDGE_PARAMS,
+    Answer,
+    ApiError,
+    CaseJob,
+    CaseResult,
+    ModelRef,
+    Runner,
+    chat_body,
+    grade_case,
+    judge_ref,
+    new_result,
+    record_answers,
+)
 
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
 EXPLAINED = {

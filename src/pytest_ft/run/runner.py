@@ -36,9 +36,15 @@ if TYPE_CHECKING:
 
 from .. import redact
 from ..graders import GradeContext
+from ..recording.cassette import (
+    REPLAYED_HEADER,
+    CaseCassette,
+    CassetteUnreadable,
+    RecordingMissing,
+    RecordingTransport,
+    current_cassette,
+)
 from .ratelimit import AdaptiveLimiter, retry_after, retry_delay
-from ..recording.cassette import (REPLAYED_HEADER, CaseCassette, CassetteUnreadable, RecordingMissing, RecordingTransport,
-                        current_cassette)
 
 DEFAULT_CONCURRENCY = 16
 DEFAULT_TIMEOUT = 60.0
@@ -320,7 +326,7 @@ class Runner:
     def _shards(self, endpoint: Endpoint) -> "_ClientShards":
         shards = self._clients.get(endpoint)
         if shards is None:
-            import openai   # here, not at the top: pytest runs without suites never pay for importing it
+            import openai  # here, not at the top: pytest runs without suites never pay for importing it
 
             register_endpoint(endpoint)
 

@@ -13,23 +13,22 @@ import os
 import queue
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
-from ..report.baseline import BaselineError, load_baseline
 from ..config import Options
-from ..report.pricing import PriceFileError, PriceTable
 from ..recording.cassette import cassette_path
 from ..redact import scrub
+from ..report.baseline import BaselineError, load_baseline
+from ..report.pricing import PriceFileError, PriceTable
 from .plan import Planner, default_endpoint
 from .runner import CaseJob, CaseResult, ModelOutcome, ModelRef, Runner
-
 from .signals import interrupt_on_sigterm
 
 if TYPE_CHECKING:
-    from .batch import Pending
     from ..items import FtCase
+    from .batch import Pending
 
 SESSION_KEY = pytest.StashKey["EvalSession"]()
 
@@ -76,13 +75,14 @@ class EvalSession:
                        pass_if=pass_if if not isinstance(pass_if, int) else min(pass_if, repeat),
                        cassette=cassette_path(plan.cassette_dir, plan.suite, case.id) if plan.cassette_dir else None)
 
-    def result_for(self, item: "FtCase", upcoming: list["FtCase"]) -> "CaseResult | Pending":
-        """``item``'s result. The first call submits every case in ``upcoming`` (the cases this
-        process will run, ``item`` first), so their requests are in flight together."""
+    def result_for(self, item: "FtCase", upcoming: Callable[[], list["FtCase"]]) -> "CaseResult | Pending":
+        """``item``'s result. When ``item`` was not submitted yet, every case ``upcoming()`` lists (the
+        cases this process will run, ``item`` first) is submitted, so their requests are in flight
+        together."""
         if item.nodeid not in self._futures:
             runner = self._runner()
             batches: dict[int, list] = {}
-            for case_item in upcoming:
+            for case_item in upcoming():
                 if case_item.nodeid in self._futures:
                     continue
                 if case_item.plan.batch:

@@ -17,7 +17,6 @@ from typing import Any
 import yaml
 
 from .. import graders as graders_module
-from . import schema
 from .errors import SuiteError
 from .model import Case, ModelSpec, Suite
 from .yaml_lines import (
@@ -35,11 +34,14 @@ from .yaml_lines import (
 SUITE_PATTERNS = ("*.ft.yaml", "*.ft.yml")
 REQUIRED_ROLES = ("base", "tuned")
 
-# The keys come from the schema editors use, so the two cannot disagree on what a suite may say.
-SUITE_KEYS = schema.keys(schema.Suite)
-TRAIN_KEYS = schema.keys(schema.Train)
-CASE_KEYS = schema.keys(schema.Case)
-MODEL_KEYS = schema.keys(schema.ModelEntry)
+# The same keys as the schema editors use (tests/test_schema.py holds them equal); written out
+# here so that loading a suite does not import pydantic.
+SUITE_KEYS = frozenset({"suite", "description", "models", "system", "params", "grader", "thresholds", "judge",
+                        "cases", "cases_file", "batch", "repeat", "pass_if", "train"})
+TRAIN_KEYS = frozenset({"file", "validation_file", "base", "suffix", "method", "seed", "hyperparameters"})
+CASE_KEYS = frozenset({"id", "input", "messages", "expected", "grader", "params", "system", "description", "repeat",
+                       "pass_if"})
+MODEL_KEYS = frozenset({"model", "base_url", "api_key_env", "params", "system", "few_shot"})
 PASS_RULES = ("majority", "all", "any")
 MAX_REPEAT = 100
 THRESHOLD_RANGES = {"accuracy": (0, 1), "min_gain": (-1, 1), "max_cost_usd": (0, math.inf),

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..messages import content_text
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -36,10 +38,7 @@ class Case:
         """The last user message: what a person would call this case's input."""
         for message in reversed(self.messages):
             if message.get("role") == "user":
-                content = message.get("content")
-                if isinstance(content, list):
-                    return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-                return str(content or "")
+                return content_text(message.get("content"))
         return ""
 
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from . import jobs
 from ..run.runner import Endpoint
+from . import jobs
 
 
 class TrainingError(Exception):

@@ -39,8 +39,25 @@ from .. import redact
 from .api import Api, error_fields, make_client, retry_delay
 from .errors import JobError, LaunchNotAllowed
 from .follow import DEFAULT_POLL_INTERVAL, Progress, wait_for_job
-from .job_info import HASH_KEY, TERMINAL_STATUSES, JobFailure, JobInfo, as_int, as_str, evaluate_command, training_cost
-from .remote import cancel_job, get_job, list_checkpoints, list_events, list_jobs, list_raw, read_job
+from .job_info import (
+    HASH_KEY,
+    TERMINAL_STATUSES,
+    JobFailure,
+    JobInfo,
+    as_int,
+    as_str,
+    evaluate_command,
+    training_cost,
+)
+from .remote import (
+    cancel_job,
+    get_job,
+    list_checkpoints,
+    list_events,
+    list_jobs,
+    list_raw,
+    read_job,
+)
 from .state import DEFAULT_STATE_DIR, State, known_job, record_job
 
 __all__ = [

@@ -11,24 +11,19 @@ with :mod:`pytest_ft.html_report` so both pages say the same thing.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
-from ..baseline import suite_key
 from ...files import append_text, write_atomic
+from ..formats import fmt_cost, fmt_pct, fmt_pp  # noqa: F401  (also read by html.py)
+from ..baseline import suite_key
 from ..stats import p_phrase, suite_significance, wilson_interval
 
 DETAILS_OVER = 10  # id lists longer than this are folded into <details>
 
 # -- shared formatting -------------------------------------------------------------------------
-
-
-def fmt_pct(value: float | None) -> str:
-    """0.7 → "70.0%"; None → "n/a"."""
-    return "n/a" if value is None else f"{value * 100:.1f}%"
 
 
 def fmt_accuracy(model: Mapping[str, Any], confidence: float = 0.95) -> str:
@@ -40,23 +35,7 @@ def fmt_accuracy(model: Mapping[str, Any], confidence: float = 0.95) -> str:
     return f"{fmt_pct(model.get('accuracy', passed / cases))} [{low * 100:.1f}–{high * 100:.1f}]"
 
 
-def fmt_pp(value: float | None) -> str:
-    """A difference of accuracies in percentage points: 0.1 → "+10.0 pp"."""
-    return "n/a" if value is None else f"{value * 100:+.1f} pp"
 
-
-def fmt_cost(cost: float | None) -> str:
-    """USD, or "n/a" when the model has no known price (never a silent 0).
-
-    Four decimals, but small costs (a replayed smoke suite costs millionths) keep two significant
-    digits rather than rounding to a misleading 0.0000.
-    """
-    if cost is None:
-        return "n/a"
-    if cost == 0 or abs(cost) >= 0.001:
-        return f"{cost:.4f}"
-    decimals = -math.floor(math.log10(abs(cost))) + 1
-    return f"{cost:.{decimals}f}"
 
 
 def role_gain(suite: Mapping[str, Any], role: str) -> float | None:

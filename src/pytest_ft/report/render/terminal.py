@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from ..formats import fmt_gain, fmt_usd
+from ..formats import fmt_cost, fmt_pp
 from ..stats import p_phrase
 
 
@@ -17,8 +17,8 @@ def render(report: dict) -> str:
         rows = []
         for role, m in suite["models"].items():
             rows.append([role, m["model"], m["cases"], m["passed"], f"{m['accuracy'] * 100:.1f}%",
-                         fmt_gain(suite["gain"]) if role == "tuned" else "",
-                         m["prompt_tokens"], m["completion_tokens"], fmt_usd(m["cost_usd"]),
+                         fmt_pp(suite["gain"]) if role == "tuned" else "",
+                         m["prompt_tokens"], m["completion_tokens"], fmt_cost(m["cost_usd"]),
                          f"{m['replayed']}/{m['cases'] - m['errors']}"])
         lines.append(tabulate(rows, headers=["", "model", "cases", "passed", "accuracy", "gain", "prompt tok",
                                              "completion tok", "cost USD", "replayed"],
@@ -26,11 +26,11 @@ def render(report: dict) -> str:
         if suite["judge"]:
             j = suite["judge"]
             lines.append(f"judge {j['model']}: {j['requests']} calls, {j['prompt_tokens']} prompt + "
-                         f"{j['completion_tokens']} completion tokens, cost USD {fmt_usd(j['cost_usd'])}")
+                         f"{j['completion_tokens']} completion tokens, cost USD {fmt_cost(j['cost_usd'])}")
         significance = suite.get("significance")
         if significance and significance["gain"]["value"] is not None:
             low, high = significance["gain"]["ci"]
-            lines.append(f"is the gain real? {fmt_gain(significance['gain']['value'])} "
+            lines.append(f"is the gain real? {fmt_pp(significance['gain']['value'])} "
                          f"(95% CI {low * 100:+.1f} to {high * 100:+.1f} pp), McNemar "
                          f"{p_phrase(significance['p_value'])}: {significance['verdict']}")
         since = suite.get("baseline")
@@ -55,7 +55,7 @@ def render(report: dict) -> str:
             lines.append(f"GATE FAILED: {failure}")
         lines.append("")
     if "fixtures" in report:
-        rows = [[m, u["requests"], u["prompt_tokens"], u["completion_tokens"], fmt_usd(u["cost_usd"])]
+        rows = [[m, u["requests"], u["prompt_tokens"], u["completion_tokens"], fmt_cost(u["cost_usd"])]
                 for m, u in report["fixtures"]["models"].items()]
         lines.append("calls from Python tests (ft_complete):")
         lines.append(tabulate(rows, headers=["model", "requests", "prompt tok", "completion tok", "cost USD"], disable_numparse=True))
@@ -77,10 +77,10 @@ def _render_cost_benefit(entry: dict) -> list[str]:
     if training:
         tokens = training.get("trained_tokens")
         source = f"job {training['job_id']}" if training.get("job_id") else "estimated from the training data"
-        lines.append(f"training: {fmt_usd(training['cost_usd'])} USD ({source}, "
+        lines.append(f"training: {fmt_cost(training['cost_usd'])} USD ({source}, "
                      f"{'n/a' if tokens is None else f'{tokens:,}'} trained tokens)")
-    per = ", ".join(f"{role} {fmt_usd(cost)}" for role, cost in entry["per_1000_requests_usd"].items())
-    lines.append(f"inference per 1,000 requests (USD): {per}; gain {fmt_gain(entry['gain'])}")
+    per = ", ".join(f"{role} {fmt_cost(cost)}" for role, cost in entry["per_1000_requests_usd"].items())
+    lines.append(f"inference per 1,000 requests (USD): {per}; gain {fmt_pp(entry['gain'])}")
     for role, requests in entry["break_even_requests"].items():
         if requests == "never":
             lines.append(f"break-even against {role}: never (it costs no more per request than the tuned model)")
