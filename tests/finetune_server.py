@@ -39,33 +39,20 @@ import json
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
+
+from http_server import LocalHTTPServer
 
 ORG = "org-" "EmulatedOrganization0123"
 
 
-class FakeFineTuning:
+class FakeFineTuning(LocalHTTPServer):
     def __init__(self):
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self.reset()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> "FakeFineTuning":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(self._handler())
 
     def reset(self) -> None:
         with self._lock:

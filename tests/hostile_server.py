@@ -19,32 +19,18 @@ OpenAI's do. ``requests`` keeps what was asked.
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from http_server import LocalHTTPServer
 
 ECHOED = ("authorization", "openai-organization", "openai-project")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 512  # a run's requests arrive together; the default backlog (5) would drop some
-
-
-class HostileServer:
+class HostileServer(LocalHTTPServer):
     def __init__(self) -> None:
         self.requests: list[dict] = []
-        self._server = _Server(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> "HostileServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(self._handler())
 
     def _handler(self):
         server = self

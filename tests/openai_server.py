@@ -37,7 +37,9 @@ import json
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from http_server import LocalHTTPServer
 
 LEAKY_HEADERS = {
     "openai-organization": "org-" "LeakyOrganization0123456789",
@@ -47,12 +49,7 @@ LEAKY_HEADERS = {
 }
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 512  # read when the socket starts listening: a class attribute, not set afterwards
-
-
-class FakeOpenAI:
+class FakeOpenAI(LocalHTTPServer):
     def __init__(self, *, leaky: bool = False):
         self.leaky = leaky
         self.answers: dict[str, str] = {}
@@ -65,18 +62,7 @@ class FakeOpenAI:
         self.files: dict[str, dict] = {}
         self.batches: dict[str, dict] = {}
         self.batch_outcome = "completed"  # or "failed", "expired"
-        self._server = _Server(("127.0.0.1", 0), self._handler())
-        self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def __enter__(self) -> "FakeOpenAI":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(self._handler())
 
     def reset(self) -> None:
         with self._lock:
