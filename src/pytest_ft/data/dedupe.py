@@ -14,8 +14,8 @@ from typing import Any
 from .duplicates import Duplicates, canonical_hash, text_hash
 from .errors import DataError
 from .inputs import example_user_texts, input_key
-from .io import (BOM, DEFAULT_MAX_LINE_BYTES, AtomicWriter, check_outputs, default_output, examples_strict,
-                 iter_lines, stat_key)
+from .io import (DEFAULT_MAX_LINE_BYTES, AtomicWriter, check_outputs, default_output, examples_strict,
+                 reread, stat_key)
 
 
 @dataclass
@@ -73,17 +73,11 @@ def dedupe(path: str | os.PathLike, out: str | os.PathLike | None = None, *, by:
     del finder
 
     # pass 2: copy the lines that are kept, byte for byte
-    if stat_key(src) != before:
-        raise DataError(f"{src} changed while it was being deduplicated; try again", exit_code=1)
+    lines = reread(src, before, command="dedupe", doing="deduplicated", max_line_bytes=max_line_bytes,
+                   progress=progress)
     with AtomicWriter(dst) as f:
-        for raw in iter_lines(src, max_line_bytes=max_line_bytes, progress=progress, label=f"dedupe {src} (2/2)"):
-            line_data = raw.data
-            if line_data is None:  # pragma: no cover - pass 1 would have stopped
-                raise DataError(f"{src}: line {raw.lineno} changed while it was being deduplicated", exit_code=1)
-            if raw.lineno == 1 and line_data.startswith(BOM):
-                line_data = line_data[3:]
-            if not line_data.strip() or (raw.lineno <= last_line and drop[raw.lineno]):
-                continue
-            f.write(line_data + b"\n")
+        for lineno, line_data in lines:
+            if not (lineno <= last_line and drop[lineno]):
+                f.write(line_data + b"\n")
     return DedupeReport(file=str(src), output=str(dst), by=by, examples=n, kept=n - removed, removed=removed,
                         blank_lines_dropped=len(blank), duplicates=dups)

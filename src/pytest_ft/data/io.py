@@ -342,3 +342,25 @@ def default_output(path: Path, suffix: str) -> Path:
         if name.endswith(ext):
             return path.with_name(name[: -len(ext)] + suffix)
     return path.with_name(name + suffix)
+
+
+def reread(src: Path, before: tuple[int, int], *, command: str, doing: str, max_line_bytes: int,
+           progress: bool | None) -> Iterator[tuple[int, bytes]]:
+    """The second pass of a two-pass command: ``src``'s non-blank lines again, byte for byte (without a
+    BOM), as (line number, bytes). ``src`` must be as it was in the first pass (``before``, its
+    :func:`stat_key`): the first pass decided what to do with each line."""
+    if stat_key(src) != before:
+        raise DataError(f"{src} changed while it was being {doing}; try again", exit_code=1)
+    return _nonblank_lines(src, doing, max_line_bytes=max_line_bytes, progress=progress,
+                           label=f"{command} {src} (2/2)")
+
+
+def _nonblank_lines(src: Path, doing: str, **options: Any) -> Iterator[tuple[int, bytes]]:
+    for raw in iter_lines(src, **options):
+        line_data = raw.data
+        if line_data is None:  # pragma: no cover - the first pass would have stopped
+            raise DataError(f"{src}: line {raw.lineno} changed while it was being {doing}", exit_code=1)
+        if raw.lineno == 1 and line_data.startswith(BOM):
+            line_data = line_data[3:]
+        if line_data.strip():
+            yield raw.lineno, line_data

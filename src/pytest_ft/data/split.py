@@ -19,8 +19,8 @@ from typing import Any, Mapping
 
 from . import tokens
 from .errors import DataError
-from .io import (BOM, DEFAULT_MAX_LINE_BYTES, AtomicWriter, check_outputs, default_output, examples_strict,
-                 iter_lines, stat_key)
+from .io import (DEFAULT_MAX_LINE_BYTES, AtomicWriter, check_outputs, default_output, examples_strict,
+                 reread, stat_key)
 
 # More different final answers than this are free text, not labels to stratify over.
 MAX_STRATIFY_LABELS = 10_000
@@ -133,18 +133,10 @@ def split(path: str | os.PathLike, val: float = 0.1, seed: int = 0, *, stratify:
     del label_of
 
     # pass 2: copy each line to its file, in the input's order
-    if stat_key(src) != before:
-        raise DataError(f"{src} changed while it was being split; try again", exit_code=1)
+    lines = reread(src, before, command="split", doing="split", max_line_bytes=max_line_bytes, progress=progress)
     i = 0
     with AtomicWriter(train_path) as ftrain, AtomicWriter(val_path) as fval:
-        for raw in iter_lines(src, max_line_bytes=max_line_bytes, progress=progress, label=f"split {src} (2/2)"):
-            line_data = raw.data
-            if line_data is None:  # pragma: no cover - pass 1 would have stopped
-                raise DataError(f"{src}: line {raw.lineno} changed while it was being split", exit_code=1)
-            if raw.lineno == 1 and line_data.startswith(BOM):
-                line_data = line_data[3:]
-            if not line_data.strip():
-                continue
+        for _, line_data in lines:
             if i >= n:  # pragma: no cover - the file grew between the passes
                 raise DataError(f"{src} changed while it was being split; try again", exit_code=1)
             (fval if in_val[i] else ftrain).write(line_data + b"\n")
