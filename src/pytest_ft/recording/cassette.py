@@ -22,6 +22,7 @@ import contextvars
 import hashlib
 import json
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,12 +47,15 @@ from ..redact import redact_url, scrub
 
 RECORD_MODES = ("once", "new_episodes", "none", "all")
 REPLAYED_HEADER = "x-pytest-ft-replayed"
+# How long the live call took (ms, to its last byte), kept with the recording so that a replay
+# reports the latency the model had; a recording made before it existed has none.
+LATENCY_HEADER = "x-pytest-ft-latency-ms"
 RECORDED_EXTENSION = "pytest_ft_recorded"  # on a live response: the request it was recorded under
 
 # Headers worth keeping in a recording; everything else (Authorization, api-key, cookies,
 # OpenAI-Organization, OpenAI-Project, request ids, client fingerprints) is dropped.
 KEPT_REQUEST_HEADERS = frozenset({"content-type"})
-KEPT_RESPONSE_HEADERS = frozenset({"content-type", "openai-model", "openai-processing-ms"})
+KEPT_RESPONSE_HEADERS = frozenset({"content-type", "openai-model", "openai-processing-ms", LATENCY_HEADER})
 
 _ID_KEYS = frozenset({"organization", "organization_id", "project", "project_id", "user_id"})
 
@@ -295,6 +299,7 @@ class RecordingTransport(httpx2.AsyncBaseTransport):
             raise RecordingMissing(f"case {case_cassette.case!r}: no recording of this request in "
                                    f"{case_cassette.path} (record mode 'none' replays only; "
                                    f"record it with --ft-record-mode=once)")
+        started = time.perf_counter()
         response = await self.inner.handle_async_request(request)
         try:  # the raw (possibly compressed) bytes: the client decodes them, the filter for disk
             content = b"".join([chunk async for chunk in response.stream])
@@ -303,6 +308,7 @@ class RecordingTransport(httpx2.AsyncBaseTransport):
         headers: dict[str, list[str]] = {}
         for name, value in response.headers.multi_items():
             headers.setdefault(name, []).append(value)
+        headers[LATENCY_HEADER] = [f"{(time.perf_counter() - started) * 1000:.0f}"]
         cassette.append(vcr_request, {
             "status": {"code": response.status_code, "message": response.reason_phrase},
             "headers": headers, "body": {"string": content}})
@@ -328,3 +334,15 @@ def _safe_name(name: str) -> str:
     if len(cleaned) > MAX_NAME:  # a long parametrized test name: cut, and keep it apart by a hash of the whole
         cleaned = f"{cleaned[:MAX_NAME - 13]}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"
     return cleaned
+
+
+def recorded_latency(headers: Any) -> float | None:
+    """The latency kept with a recorded response (its headers as recorded, or as replayed)."""
+    value = headers.get(LATENCY_HEADER) if headers is not None else None
+    if isinstance(value, list):
+        value = value[0] if value else None
+    try:
+        latency = float(value)
+    except (TypeError, ValueError):
+        return None
+    return latency if 0 <= latency < 1e9 else None

@@ -23,8 +23,10 @@ import concurrent.futures
 import contextlib
 import json
 import math
+import statistics
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -43,6 +45,7 @@ from ..recording.cassette import (
     RecordingMissing,
     RecordingTransport,
     current_cassette,
+    recorded_latency,
 )
 from .ratelimit import AdaptiveLimiter, retry_after, retry_delay
 
@@ -52,6 +55,7 @@ DEFAULT_RETRIES = 4
 MAX_TOKENS_PER_CALL = 100_000_000  # beyond any context window: a count above it is a broken server
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 NO_KEY = "pytest-ft-no-api-key"
+LATENCY_EXTENSION = "pytest_ft_latency_ms"  # on a live response: how long its successful attempt took
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,7 @@ class Answer:
     text: str
     usage: Usage
     replayed: bool
+    latency_ms: float | None = None  # the live call's, or the one kept with its recording
 
 
 class ApiError(Exception):
@@ -144,6 +149,7 @@ class ModelOutcome:
     replayed: bool = False
     error: str | None = None
     samples: list[dict] = field(default_factory=list)  # each sample's answer when a case is sampled repeatedly
+    latencies: list[float] = field(default_factory=list)  # ms, each call's whose latency is known
 
     @property
     def flaky(self) -> bool:
@@ -152,7 +158,8 @@ class ModelOutcome:
 
     def to_dict(self) -> dict:
         entry = {"model": self.model, "output": self.output, "passed": self.passed, "score": self.score,
-                 "reason": self.reason, **self.usage.to_dict(), "replayed": self.replayed, "error": self.error}
+                 "reason": self.reason, **self.usage.to_dict(), "replayed": self.replayed, "error": self.error,
+                 "latency_ms": round(statistics.median(self.latencies)) if self.latencies else None}
         if len(self.samples) > 1:
             entry.update(samples=self.samples, flaky=self.flaky,
                          pass_rate=sum(s["passed"] for s in self.samples) / len(self.samples))
@@ -361,7 +368,7 @@ class Runner:
                 except (ValueError, TypeError, KeyError) as exc:
                     raise ApiError(f"{ref.role} model {ref.model!r}: the recording {case_cassette.path} holds an "
                                    f"answer that is not JSON ({exc}); re-record it with --ft-record-mode=all") from None
-                return self._answer(ref, data, replayed=True)
+                return self._answer(ref, data, replayed=True, latency_ms=recorded_latency(recorded["headers"]))
         # The client's documented raw-request path: auth, base URL, headers and error
         # mapping as usual, without building typed models we would not use.
         response = await self.request(
@@ -373,7 +380,9 @@ class Runner:
             except ValueError:
                 raise ApiError(f"{ref.role} model {ref.model!r}: the response is not JSON: "
                                f"{response.text[:200]!r}") from None
-            return self._answer(ref, data, replayed=REPLAYED_HEADER in response.headers)
+            replayed = REPLAYED_HEADER in response.headers
+            latency = recorded_latency(response.headers) if replayed else response.extensions.get(LATENCY_EXTENSION)
+            return self._answer(ref, data, replayed=replayed, latency_ms=latency)
         except ApiError:
             if case_cassette is not None:
                 case_cassette.discard(response)  # never replay an answer that could not be read
@@ -393,7 +402,9 @@ class Runner:
             outcome: dict[str, Any] = {"ok": False}
             try:
                 async with shards.least_busy() as client, asyncio.timeout(self.timeout):
+                    started = time.perf_counter()
                     response = await send(client)
+                    response.extensions[LATENCY_EXTENSION] = (time.perf_counter() - started) * 1000
                 outcome.update(ok=True, headers=response.headers)
                 return response
             except openai.APIStatusError as exc:
@@ -417,7 +428,7 @@ class Runner:
             await asyncio.sleep(delay)
 
     @staticmethod
-    def _answer(ref: ModelRef, data: Any, replayed: bool) -> Answer:
+    def _answer(ref: ModelRef, data: Any, replayed: bool, latency_ms: float | None = None) -> Answer:
         try:
             text = data["choices"][0]["message"].get("content")
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
@@ -427,7 +438,8 @@ class Runner:
             usage = Usage.from_api(data.get("usage"))
         except ValueError as exc:
             raise ApiError(f"{ref.role} model {ref.model!r}: the server reported impossible usage: {exc}") from None
-        return Answer(text=redact.scrub(text) if isinstance(text, str) else "", usage=usage, replayed=replayed)
+        return Answer(text=redact.scrub(text) if isinstance(text, str) else "", usage=usage, replayed=replayed,
+                      latency_ms=latency_ms)
 
     async def run_case(self, job: CaseJob) -> CaseResult:
         """The case's result; whatever fails is in it, as the error of a model or of the case."""
@@ -525,6 +537,7 @@ def record_answers(outcome: ModelOutcome, answers: list[Answer | BaseException])
     texts = [a.text for a in answers]
     outcome.output = max(texts, key=texts.count)  # the most frequent answer stands for the model
     outcome.replayed = all(a.replayed for a in answers)
+    outcome.latencies = [a.latency_ms for a in answers if a.latency_ms is not None]
     outcome.samples = [{"output": text} for text in texts]
 
 
