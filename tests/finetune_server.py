@@ -7,6 +7,8 @@ It answers with the real API's response shapes, for the endpoints ``pytest-ft tr
 * ``POST /v1/fine_tuning/jobs``, ``GET /v1/fine_tuning/jobs`` (newest first, ``limit``, ``after``,
   ``metadata[k]=v`` filter), ``GET /v1/fine_tuning/jobs/{id}``, ``GET .../events`` (newest first,
   ``after`` pages to older events), ``GET .../checkpoints``, ``POST .../cancel``
+* ``GET /v1/models``: a few base models (owned by ``system``/``openai``), the fine-tuned model of
+  every succeeded job (owned by the organization), and ``extra_models``
 
 A job advances one stage each time it is retrieved: ``validating_files`` → ``queued`` →
 ``running`` (``steps_per_poll`` training steps per retrieval, each with a
@@ -19,13 +21,19 @@ Knobs the tests set (``reset()`` restores them):
 * ``steps_per_poll`` / ``total_steps``: how fast a job trains;
 * ``hold``: a running job makes no progress (to interrupt or cancel it);
 * ``fail``: ``{"code", "message", "param"}``: jobs fail while validating their files;
-* ``auth_fail``: every request answers 401 (invalid API key);
+* ``auth_fail``: every request answers 401 (invalid API key); a string is the error's message;
 * ``not_fine_tunable``: base models whose job creation answers 400 (``param: model``);
 * ``file_not_ready``: the next N job creations answer 400 "file ... is not ready";
 * ``rate_limit``: the next N requests answer 429 with ``Retry-After`` (``retry_after``);
 * ``lose_create_answer``: the next N job creations create the job but answer 500;
 * ``status_alias``: rename statuses (``{"queued": "pending"}``, Azure style), and
-  ``extra_job_fields``: fields the SDK does not know, added to every job object.
+  ``extra_job_fields``: fields the SDK does not know, added to every job object;
+* ``page_size``: the most items a list page holds, whatever ``limit`` asks (to make pages);
+* ``broken_json``: the next N requests answer 200 with a body that is not JSON;
+* ``extra_models``: model objects ``GET /v1/models`` lists besides the built-in ones.
+
+``add_succeeded_job(base, suffix)`` puts a job that already succeeded on the account, without
+uploading or training (for listing fine-tuned models).
 
 Every request is kept in ``requests`` (method, path, query, headers, body bytes). With
 ``chat`` set to a ``FakeOpenAI``, chat completions are answered here as that server would,
@@ -45,6 +53,9 @@ from urllib.parse import parse_qsl, urlsplit
 from http_server import LocalHTTPServer
 
 ORG = "org-" "EmulatedOrganization0123"
+BASE_MODELS = (("gpt-4o-mini-2024-07-18", "system"), ("gpt-4o-mini", "system"), ("gpt-4.1-2025-04-14", "system"),
+               ("gpt-5-nano", "system"), ("babbage-002", "system"), ("whisper-1", "openai-internal"),
+               ("dall-e-3", "openai"))
 
 
 class FakeFineTuning(LocalHTTPServer):
@@ -75,6 +86,9 @@ class FakeFineTuning(LocalHTTPServer):
             self.retry_after = "0"
             self.status_alias: dict[str, str] = {}
             self.extra_job_fields: dict = {}
+            self.page_size: int | None = None
+            self.broken_json = 0
+            self.extra_models: list[dict] = []
             self.chat = None
 
     # -- helpers for assertions --------------------------------------------------------------
@@ -91,6 +105,46 @@ class FakeFineTuning(LocalHTTPServer):
 
     def _new_id(self, prefix: str) -> str:
         return f"{prefix}{next(self._ids):06d}abcdef"
+
+    def _new_job(self, model: str, training: str, body: dict) -> dict:
+        """A job as ``POST /fine_tuning/jobs`` creates it (``validating_files``), kept with its events."""
+        method = body.get("method") or {"type": "supervised"}
+        mtype = method.get("type", "supervised")
+        given = (method.get(mtype) or {}).get("hyperparameters") or body.get("hyperparameters") or {}
+        hp = {"n_epochs": given.get("n_epochs", 3), "batch_size": given.get("batch_size", 1),
+              "learning_rate_multiplier": given.get("learning_rate_multiplier", 1.8)}
+        job_id = self._new_id("ftjob-")
+        job = {"object": "fine_tuning.job", "id": job_id, "model": model, "created_at": int(time.time()),
+               "finished_at": None, "fine_tuned_model": None, "organization_id": ORG,
+               "result_files": [], "status": "validating_files", "validation_file": body.get("validation_file"),
+               "training_file": training, "hyperparameters": hp, "trained_tokens": None, "error": None,
+               "user_provided_suffix": body.get("suffix"), "suffix": body.get("suffix"),
+               "seed": body.get("seed", 42), "estimated_finish": None, "integrations": [],
+               "metadata": body.get("metadata"),
+               "method": {"type": mtype, mtype: {"hyperparameters": hp}}}
+        self.jobs[job_id] = job
+        self.events[job_id] = []
+        self.checkpoints[job_id] = []
+        self._event(job_id, f"Created fine-tuning job: {job_id}")
+        self._event(job_id, f"Validating training file: {training}")
+        return job
+
+    def add_succeeded_job(self, base: str, suffix: str | None = None, *, created_at: int | None = None) -> dict:
+        """A job on ``base`` that already succeeded, its model ``ft:<base>:org:<suffix>:<id>`` listed."""
+        with self._lock:
+            job = self._new_job(base, self._new_id("file-"), {"suffix": suffix})
+            if created_at is not None:
+                job["created_at"] = created_at
+            self._succeed(job)
+            return job
+
+    def models(self) -> list[dict]:
+        """What ``GET /v1/models`` lists."""
+        base = [{"id": model, "object": "model", "created": 1721172741, "owned_by": owner}
+                for model, owner in BASE_MODELS]
+        tuned = [{"id": j["fine_tuned_model"], "object": "model", "created": j["finished_at"], "owned_by": ORG}
+                 for j in self.jobs.values() if j["status"] == "succeeded" and j.get("fine_tuned_model")]
+        return base + tuned + list(self.extra_models)
 
     def _event(self, job_id: str, message: str, level: str = "info", data: dict | None = None) -> None:
         event = {"object": "fine_tuning.job.event", "id": self._new_id("ftevent-"),
@@ -164,7 +218,9 @@ class FakeFineTuning(LocalHTTPServer):
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def _send(self, code: int, obj, headers=None):
-                body = json.dumps(obj).encode()
+                self._send_raw(code, json.dumps(obj).encode(), headers)
+
+            def _send_raw(self, code: int, body: bytes, headers=None):
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -189,13 +245,17 @@ class FakeFineTuning(LocalHTTPServer):
                     server.requests.append({"method": method, "path": url.path, "query": query,
                                             "headers": dict(self.headers), "body": raw})
                     if server.auth_fail:
-                        return self._error(401, "Incorrect API key provided: sk-test-*****mnop. You can find "
-                                                "your API key at https://platform.openai.com/account/api-keys.",
-                                           code_name="invalid_api_key")
+                        message = server.auth_fail if isinstance(server.auth_fail, str) else (
+                            "Incorrect API key provided: sk-test-*****mnop. You can find your API key at "
+                            "https://platform.openai.com/account/api-keys.")
+                        return self._error(401, message, code_name="invalid_api_key")
                     if server.rate_limit > 0:
                         server.rate_limit -= 1
                         return self._error(429, "Rate limit reached for requests", "requests",
                                            code_name="rate_limit_exceeded", headers={"Retry-After": server.retry_after})
+                    if server.broken_json > 0:
+                        server.broken_json -= 1
+                        return self._send_raw(200, b'{"object": "list", "data": [{"id": "ft:gpt-4o-mini')
                     return self._dispatch(method, parts, query, raw)
 
             def do_GET(self):
@@ -212,6 +272,8 @@ class FakeFineTuning(LocalHTTPServer):
                 if parts == ["files"]:
                     return self._upload(raw) if method == "POST" else self._send(200, {
                         "object": "list", "data": list(reversed(server.files.values())), "has_more": False})
+                if parts == ["models"] and method == "GET":
+                    return self._send(200, {"object": "list", "data": server.models()})
                 if len(parts) == 2 and parts[0] == "files" and method == "GET":
                     f = server.files.get(parts[1])
                     return self._send(200, f) if f else self._error(404, f"No such File object: {parts[1]}")
@@ -244,7 +306,7 @@ class FakeFineTuning(LocalHTTPServer):
                 if after:
                     ids = [i["id"] for i in items]
                     items = items[ids.index(after) + 1:] if after in ids else []
-                limit = int(query.get("limit") or 20)
+                limit = min(int(query.get("limit") or 20), server.page_size or 10_000)
                 self._send(200, {"object": "list", "data": items[:limit], "has_more": len(items) > limit,
                                  **({"first_id": items[0]["id"], "last_id": items[:limit][-1]["id"]} if items else {})})
 
@@ -285,25 +347,7 @@ class FakeFineTuning(LocalHTTPServer):
                     server.file_not_ready -= 1
                     return self._error(400, f"File '{training}' is not ready. Please wait until the file is "
                                             f"processed.", code_name="file_not_ready", param="training_file")
-                method = body.get("method") or {"type": "supervised"}
-                mtype = method.get("type", "supervised")
-                given = (method.get(mtype) or {}).get("hyperparameters") or body.get("hyperparameters") or {}
-                hp = {"n_epochs": given.get("n_epochs", 3), "batch_size": given.get("batch_size", 1),
-                      "learning_rate_multiplier": given.get("learning_rate_multiplier", 1.8)}
-                job_id = server._new_id("ftjob-")
-                job = {"object": "fine_tuning.job", "id": job_id, "model": model, "created_at": int(time.time()),
-                       "finished_at": None, "fine_tuned_model": None, "organization_id": ORG,
-                       "result_files": [], "status": "validating_files", "validation_file": body.get("validation_file"),
-                       "training_file": training, "hyperparameters": hp, "trained_tokens": None, "error": None,
-                       "user_provided_suffix": body.get("suffix"), "suffix": body.get("suffix"),
-                       "seed": body.get("seed", 42), "estimated_finish": None, "integrations": [],
-                       "metadata": body.get("metadata"),
-                       "method": {"type": mtype, mtype: {"hyperparameters": hp}}}
-                server.jobs[job_id] = job
-                server.events[job_id] = []
-                server.checkpoints[job_id] = []
-                server._event(job_id, f"Created fine-tuning job: {job_id}")
-                server._event(job_id, f"Validating training file: {training}")
+                job = server._new_job(model, training, body)
                 if server.lose_create_answer > 0:
                     server.lose_create_answer -= 1
                     return self._error(500, "The server had an error while processing your request.", "server_error")

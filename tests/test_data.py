@@ -272,7 +272,7 @@ CHAT_BROKEN = [
     ("encoding_error", b'{"messages": [{"role": "user", "content": "caf\xe9"}, '
                        b'{"role": "assistant", "content": "yo"}]}'),
     ("unrecognized_key", {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}],
-                          "metadata": {"source": "crm"}}),
+                          "source": "crm"}),
     ("invalid_content_part", {"messages": [{"role": "user", "content": "hi"},
                                            {"role": "assistant", "content": [{"type": "image_url",
                                                                               "image_url": {"url": "u"}}]}]}),

@@ -136,15 +136,16 @@ def test_markdown_suites_tables_and_lists():
     assert "- the tuned model missed 1 case(s) and the suite has no thresholds" in md
     rows = _table_rows(md)
     assert _cells(rows[0]) == ["role", "model", "cases", "passed", "accuracy (95% CI)",
-                               "gain vs base (95% CI), McNemar p", "prompt tok", "completion tok", "cost USD"]
-    assert _cells(rows[1]) == ["---", "---"] + ["---:"] * 7
+                               "gain vs base (95% CI), McNemar p", "latency p50 / p95 ms", "prompt tok",
+                               "completion tok", "cost USD"]
+    assert _cells(rows[1]) == ["---", "---"] + ["---:"] * 8
     base_row, tuned_row = _cells(rows[2]), _cells(rows[3])
     # 3/4 → Wilson (0.300636, 0.954413)
-    assert base_row == ["base", "`gpt-4o-mini-2024-07-18`", "4", "3", "75.0% [30.1–95.4]", "", "36", "4",
+    assert base_row == ["base", "`gpt-4o-mini-2024-07-18`", "4", "3", "75.0% [30.1–95.4]", "", "n/a", "36", "4",
                         "0.0000081"]
     # b = 1, c = 1: gain 0, McNemar p = min(1, 2·(1 + 2)/4) = 1
     assert tuned_row[5].startswith("+0.0 pp [") and tuned_row[5].endswith("p=1.00")
-    assert tuned_row[8] == "0.000016"
+    assert tuned_row[9] == "0.000016"
     assert "**Judge** `gpt-4o-2024-08-06-judge`: 2 calls, 220 prompt + 10 completion tokens, cost USD n/a" in md
     assert "**Thresholds:** accuracy=0.6" in md
     assert "**Fixed by tuning (1):** `pessimo`" in md
@@ -161,7 +162,7 @@ def test_markdown_escapes_cells_and_text():
     odd["suites"][0]["models"]["tuned"]["model"] = "ft:evil|model\nname"
     md = render_markdown(odd)
     rows = _table_rows(md)
-    assert all(len(_cells(r)) == 9 for r in rows), rows      # no pipe or newline broke a row
+    assert all(len(_cells(r)) == 10 for r in rows), rows      # no pipe or newline broke a row
     assert "`ft:evil\\|model name`" in md
     # user text outside tables: a gate failure with a pipe and a newline stays one bullet, escaped
     assert "- a \\| pipe and a newline" in md
@@ -172,7 +173,7 @@ def test_markdown_three_roles_flaky_and_long_lists_fold():
     md = render_markdown(rich_report())
     rows = [_cells(r) for r in _table_rows(md)]
     assert [r[0] for r in rows[2:5]] == ["base", "tuned", "previous"]
-    assert rows[3][8] == "n/a"                 # unknown price is n/a, never 0
+    assert rows[3][9] == "n/a"                 # unknown price is n/a, never 0
     assert rows[4][5].startswith("+") and "p=" in rows[4][5]   # previous vs base has its own gain
     # 13 regressions > 10: folded
     assert "<details><summary><b>Regressions (13)</b></summary>" in md

@@ -49,6 +49,8 @@ def test_a_full_suite_is_valid(validator):
 @pytest.mark.parametrize("suite", [
     {"cases": [GOOD_CASE], "unknown_key": 1},
     {"cases": [{"id": "a", "input": "x"}]},  # no expected
+    {"cases": [{"id": "a", "input": "x"}], "models": {"tuned": "t"}},  # no expected, and no reference
+    {"cases": [GOOD_CASE], "thresholds": {"min_agreement": 2}},
     {"cases": [{**GOOD_CASE, "colour": "red"}]},
     {"cases": [{"id": "a", "messages": [{"role": "robot", "content": "x"}], "expected": "y"}]},
     {"cases": [{**GOOD_CASE, "id": "../escape"}]},
@@ -63,6 +65,14 @@ def test_a_full_suite_is_valid(validator):
 ], ids=str)
 def test_broken_suites_are_rejected(validator, suite):
     assert list(validator.iter_errors(suite)) != []
+
+
+def test_cases_may_omit_expected_when_a_reference_model_answers(validator):
+    suite = {"models": {"reference": {"model": "ft:gpt-4o-mini-2024-07-18:acme:x:1", "answers": "frozen.jsonl"},
+                        "tuned": "t"}, "agreement": "exact", "thresholds": {"min_agreement": 0.9,
+                                                                            "max_latency_p95_ms": 800},
+             "cases": [{"id": "a", "input": "x"}]}
+    assert list(validator.iter_errors(suite)) == []
 
 
 def test_the_loader_and_the_schema_know_the_same_keys():

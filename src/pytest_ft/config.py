@@ -64,6 +64,8 @@ OPTIONS = (
     Option("model", "the fine-tuned model under test, e.g. ft:gpt-4o-mini-2024-07-18:acme:x:abc123"),
     Option("base-model", "the base model to compare with (default: the suite's, else the base named in the ft: id)"),
     Option("base-url", "OpenAI-compatible endpoint (default: $OPENAI_BASE_URL, else OpenAI's)"),
+    Option("reference", "the model being replaced (role 'reference'): every other model reports its agreement "
+                        "with it, case by case"),
     Option("judge-model", "model for 'judge' graders"),
     Option("concurrency", f"requests in flight at once, across cases and models (default {DEFAULT_CONCURRENCY})",
            int, DEFAULT_CONCURRENCY, minimum=1),
@@ -87,6 +89,7 @@ OPTIONS = (
     Option("markdown", "write the summary as GitHub Markdown here (also appended to $GITHUB_STEP_SUMMARY)", Path),
     Option("html", "write a self-contained HTML report here", Path),
     Option("prices", "YAML/JSON price file overriding the built-in per-1M-token prices", Path),
+    Option("retirements", "YAML/JSON file of model retirement dates overriding the built-in calendar", Path),
     Option("record-mode", "vcrpy record mode: once (default: replay what is recorded, record what is missing), "
                           "new_episodes, none (replay only, no network), all (re-record)", str, "once",
            choices=RECORD_MODES),
@@ -128,6 +131,7 @@ class Options:
     model: str | None = None
     base_model: str | None = None
     base_url: str | None = None
+    reference: str | None = None
     judge_model: str | None = None
     concurrency: int = DEFAULT_CONCURRENCY
     timeout: float = 60.0
@@ -145,6 +149,7 @@ class Options:
     markdown: Path | None = None
     html: Path | None = None
     prices: Path | None = None
+    retirements: Path | None = None
     record_mode: str | None = "once"  # None: recording disabled
     cassette_dir: Path | None = None
     batch: bool = False

@@ -105,7 +105,7 @@ class Controller:
             self._write_reports(None)
             return
         self.report = build_report(self.aggregator, evals.prices, evals.baseline,
-                                   interrupted=_interruption(session, exitstatus))
+                                   interrupted=_interruption(session, exitstatus), retirements=evals.retirements)
         self.report["duration_s"] = round(time.perf_counter() - self.started, 3)
         markdown = self._write_reports(self.report)
         if os.environ.get("GITHUB_STEP_SUMMARY"):

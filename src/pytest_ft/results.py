@@ -54,3 +54,29 @@ def flip(case: Mapping[str, Any], base: str = "base", tuned: str = "tuned") -> s
     if pair == (Verdict.PASS, Verdict.FAIL):
         return "regressed"
     return None
+
+
+def agreement(case: Mapping[str, Any], role: str) -> bool | None:
+    """Whether ``role`` agreed with the reference model on a case; None when it cannot be told
+    (the case or either model errored, or the agreement could not be graded)."""
+    entry = case.get(role)
+    if case_verdict(case, role) is Verdict.ERROR or not isinstance(entry, Mapping):
+        return None
+    graded = entry.get("agreement")
+    return graded.get("agreed") if isinstance(graded, Mapping) else None
+
+
+def reference_flip(case: Mapping[str, Any], role: str, reference: str = "reference") -> str | None:
+    """What ``role`` did with what the reference model got right: ``"kept"``, ``"lost"`` or
+    ``"newly_right"``, or None (neither was right, or a side cannot be compared).
+
+    On a case with a labelled answer "right" is passing it; without one the reference's answer
+    is the expected one, so the reference is right by definition and the candidate keeps it by
+    agreeing.
+    """
+    if not case.get("labelled", True):
+        agreed = agreement(case, role)
+        return None if agreed is None else ("kept" if agreed else "lost")
+    pair = (case_verdict(case, reference), case_verdict(case, role))
+    return {(Verdict.PASS, Verdict.PASS): "kept", (Verdict.PASS, Verdict.FAIL): "lost",
+            (Verdict.FAIL, Verdict.PASS): "newly_right"}.get(pair)

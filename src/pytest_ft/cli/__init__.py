@@ -14,7 +14,7 @@ from .. import __version__
 
 # Modules that add subcommands, in the order they appear in --help.
 COMMAND_MODULES = ("pytest_ft.cli.data", "pytest_ft.cli.jobs", "pytest_ft.cli.serve", "pytest_ft.cli.cassettes",
-                   "pytest_ft.cli.schema")
+                   "pytest_ft.cli.schema", "pytest_ft.cli.models", "pytest_ft.cli.freeze")
 
 
 def build_parser() -> argparse.ArgumentParser:

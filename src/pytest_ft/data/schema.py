@@ -14,7 +14,9 @@ from typing import Any, Callable, Mapping
 
 ROLES = ("system", "user", "assistant", "tool", "function")
 MESSAGE_KEYS = ("role", "content", "name", "weight", "tool_calls", "function_call", "tool_call_id", "refusal")
-CHAT_KEYS = ("messages", "tools", "parallel_tool_calls", "functions")
+# "metadata" is pytest-ft's, not OpenAI's: an object of provenance (a case id, a frozen answer's
+# model and date) that a suite's cases_file reads.
+CHAT_KEYS = ("messages", "tools", "parallel_tool_calls", "functions", "metadata")
 DPO_KEYS = ("input", "preferred_output", "non_preferred_output")
 DPO_INPUT_KEYS = ("messages", "tools", "parallel_tool_calls")
 
@@ -234,6 +236,8 @@ def check_example(obj: Any, add: _Add, warn: _Add) -> str | None:
     if unknown and kind == "chat":
         add("unrecognized_key", f"unknown top-level key{'s' if len(unknown) > 1 else ''} "
                                 f"{', '.join(repr(k) for k in unknown)} (allowed: {', '.join(CHAT_KEYS)})")
+    if "metadata" in obj and not isinstance(obj["metadata"], dict):
+        add("data_type", f"'metadata' is {_type_name(obj['metadata'])}, not an object")
     roles = _check_messages_list(obj.get("messages"), "messages", add, warn)
     if roles is None:
         return kind

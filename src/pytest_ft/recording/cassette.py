@@ -51,6 +51,7 @@ REPLAYED_HEADER = "x-pytest-ft-replayed"
 # reports the latency the model had; a recording made before it existed has none.
 LATENCY_HEADER = "x-pytest-ft-latency-ms"
 RECORDED_EXTENSION = "pytest_ft_recorded"  # on a live response: the request it was recorded under
+LATENCY_EXTENSION = "pytest_ft_latency_ms"  # on a live response: how long it took, as recorded
 
 # Headers worth keeping in a recording; everything else (Authorization, api-key, cookies,
 # OpenAI-Organization, OpenAI-Project, request ids, client fingerprints) is dropped.
@@ -308,7 +309,8 @@ class RecordingTransport(httpx2.AsyncBaseTransport):
         headers: dict[str, list[str]] = {}
         for name, value in response.headers.multi_items():
             headers.setdefault(name, []).append(value)
-        headers[LATENCY_HEADER] = [f"{(time.perf_counter() - started) * 1000:.0f}"]
+        latency = round((time.perf_counter() - started) * 1000)
+        headers[LATENCY_HEADER] = [str(latency)]
         cassette.append(vcr_request, {
             "status": {"code": response.status_code, "message": response.reason_phrase},
             "headers": headers, "body": {"string": content}})
@@ -316,7 +318,8 @@ class RecordingTransport(httpx2.AsyncBaseTransport):
             case_cassette.recorded += 1
         return httpx2.Response(response.status_code, headers=response.headers.multi_items(),
                                stream=httpx2.ByteStream(content),
-                               extensions={**response.extensions, RECORDED_EXTENSION: vcr_request})
+                               extensions={**response.extensions, RECORDED_EXTENSION: vcr_request,
+                                           LATENCY_EXTENSION: float(latency)})
 
     async def aclose(self) -> None:
         await self.inner.aclose()

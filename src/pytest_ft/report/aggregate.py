@@ -14,10 +14,11 @@ import math
 from collections import defaultdict
 from typing import Any, Iterable
 
-from ..results import Verdict, case_verdict, flip, verdict
+from ..results import Verdict, agreement, case_verdict, flip, reference_flip, verdict
 from .baseline import compare, suite_key
 from .gate import check_gate, run_passed
 from .pricing import PriceTable
+from .retirement import RetirementCalendar, warning
 from .stats import suite_significance
 
 REPORT_VERSION = 1
@@ -50,24 +51,30 @@ def _cost(prices: PriceTable, model: str, usage: dict, missing: set[str], batch:
 
 
 def build_report(aggregator: Aggregator, prices: PriceTable, baseline: dict | None = None,
-                 interrupted: str | None = None) -> dict:
+                 interrupted: str | None = None, retirements: RetirementCalendar | None = None,
+                 today: _dt.date | None = None) -> dict:
     """The JSON report: one entry per suite, in the order suites first reported.
 
     With a ``baseline`` (an earlier report), each suite also says what changed since then,
     and ``max_regressions`` gates on the cases that regressed since then. ``interrupted``
     says why the run did not finish (Ctrl-C, SIGTERM, ``-x``, a crash): such a run never passes.
+    Each model says when it retires (``retirements``, the built-in calendar by default), and
+    ``retirements`` at the top warns of those that retire within 90 days of ``today``.
     """
     by_suite: dict[str, list[dict]] = defaultdict(list)
     for record in aggregator.cases:
         by_suite[record["file"] + "::" + record["suite"]].append(record)
     missing: set[str] = set()
     suites = [_suite_report(records, prices, missing) for records in by_suite.values()]
+    warnings = _retirements(suites, retirements or RetirementCalendar(), today or _dt.date.today())
     diffs = compare({"suites": suites}, baseline) if baseline is not None else {}
     for suite in suites:
         suite["significance"] = suite_significance(suite)
         if baseline is not None:
             suite["baseline"] = diffs.get(suite_key(suite))
         suite["gate"] = check_gate(suite)
+        if suite["cost_benefit"] is not None:
+            suite["cost_benefit"]["cheapest_passing"] = _cheapest_passing(suite)
     replayed = sum(1 for r in aggregator.cases for o in r["outcomes"].values() if o["replayed"])
     total_calls = sum(1 for r in aggregator.cases for o in r["outcomes"].values() if o["output"] is not None)
     report = {
@@ -78,6 +85,7 @@ def build_report(aggregator: Aggregator, prices: PriceTable, baseline: dict | No
         "suites": suites,
         "invalid_suites": aggregator.suite_errors,
         "calls": {"replayed": replayed, "live": total_calls - replayed},
+        "retirements": warnings,
     }
     if baseline is not None:
         report["baseline"] = {"suites": diffs}
@@ -90,6 +98,7 @@ def build_report(aggregator: Aggregator, prices: PriceTable, baseline: dict | No
 def _suite_report(records: list[dict], prices: PriceTable, missing: set[str]) -> dict:
     first = records[0]
     roles = list(first["models"])
+    reference = first.get("reference")
     batch = any(r.get("batch") for r in records)
     cases = [_case_entry(r) for r in records]
     models: dict[str, dict] = {}
@@ -100,13 +109,19 @@ def _suite_report(records: list[dict], prices: PriceTable, missing: set[str]) ->
                  ("prompt_tokens", "completion_tokens", "cached_tokens", "requests")}
         model = first["models"][role]
         passed = verdicts.count(Verdict.PASS)
+        scored = len(outcomes) - verdicts.count(Verdict.UNSCORED)
+        latencies = sorted(o["latency_ms"] for o in outcomes if o.get("latency_ms") is not None)
         models[role] = {
             "model": model, "cases": len(outcomes), "passed": passed,
-            "errors": verdicts.count(Verdict.ERROR),
-            "accuracy": passed / len(outcomes) if outcomes else 0.0,
+            "errors": verdicts.count(Verdict.ERROR), "unscored": verdicts.count(Verdict.UNSCORED),
+            "accuracy": passed / scored if scored else None,
             **usage, "cost_usd": _cost(prices, model, usage, missing, batch),
             "replayed": sum(1 for o in outcomes if o["replayed"]),
+            "latency_p50_ms": _percentile(latencies, 0.50), "latency_p95_ms": _percentile(latencies, 0.95),
         }
+        if reference and role != reference:
+            agreed = [a for a in (agreement(case, role) for case in cases) if a is not None]
+            models[role].update(agreed=sum(agreed), agreement=sum(agreed) / len(agreed) if agreed else None)
     judge = None
     judge_records = [r for r in records if r.get("judge_usage")]
     if judge_records:
@@ -124,18 +139,59 @@ def _suite_report(records: list[dict], prices: PriceTable, missing: set[str]) ->
         gain = models["tuned"]["accuracy"] - models["base"]["accuracy"]
     errored = [case["id"] for case in cases if any(case_verdict(case, role) is Verdict.ERROR for role in roles)]
     flaky = [r["id"] for r in records if any(o.get("flaky") for o in r["outcomes"].values())]
-    cost_benefit = _cost_benefit(models, gain, first.get("training"), prices)
+    cost_benefit = _cost_benefit(models, gain, first.get("training"), prices, reference)
+    against_reference = None
+    if reference:
+        against_reference = {"role": reference, "model": models[reference]["model"], "candidates": {}}
+        for role in roles:
+            if role != reference:
+                changes = [(case["id"], reference_flip(case, role, reference)) for case in cases]
+                against_reference["candidates"][role] = {
+                    kind: [case_id for case_id, change in changes if change == kind]
+                    for kind in ("kept", "lost", "newly_right")}
     report = {
         "suite": first["suite"], "file": first["file"], "thresholds": first["thresholds"], "batch": batch,
         "cost_benefit": cost_benefit,
         "gate": None, "models": models, "gain": gain, "judge": judge,
         "fixed": fixed, "regressions": regressions, "errored": errored, "flaky": flaky,
+        "reference": against_reference,
         "cases": cases,
     }
     return report
 
 
-def _cost_benefit(models: dict, gain: float | None, training: dict | None, prices: PriceTable) -> dict | None:
+def _retirements(suites: list[dict], calendar: RetirementCalendar, today: _dt.date) -> list[dict]:
+    """Dates each model of each suite (in place) and lists those that retire soon, once per model."""
+    warnings: dict[str, dict] = {}
+    for suite in suites:
+        for m in suite["models"].values():
+            found = calendar.lookup(m["model"])
+            m.update(retires=found.retires.isoformat() if found else None,
+                     days_left=found.days_left(today) if found else None,
+                     retirement_source=found.source if found else None)
+            message = warning(found, today) if found else None
+            if message and m["model"] not in warnings:
+                warnings[m["model"]] = {"model": m["model"], "retires": m["retires"], "days_left": m["days_left"],
+                                        "source": found.source, "message": message}
+    return list(warnings.values())
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    """The nearest-rank percentile of sorted ``values``: always one of the values measured."""
+    return values[max(0, math.ceil(q * len(values)) - 1)] if values else None
+
+
+def _cheapest_passing(suite: dict) -> str | None:
+    """Among the models that could replace the reference (or the tuned model's rivals), the
+    cheapest per request of those whose own figures pass the gate."""
+    per_1000 = suite["cost_benefit"]["per_1000_requests_usd"]
+    passing = [role for role, failures in suite["gate"]["models"].items()
+               if not failures and per_1000.get(role) is not None]
+    return min(passing, key=lambda role: per_1000[role], default=None)
+
+
+def _cost_benefit(models: dict, gain: float | None, training: dict | None, prices: PriceTable,
+                  reference: str | None = None) -> dict | None:
     """Does tuning pay? Training cost, inference cost per 1,000 requests, and when it pays back.
 
     Present when the training data or job is known, or when the suite runs variants of the
@@ -143,14 +199,14 @@ def _cost_benefit(models: dict, gain: float | None, training: dict | None, price
     shorter, so against a variant that costs more per request, training pays back after
     ``training cost / (variant − tuned cost per request)`` requests.
     """
-    variants = [role for role in models if role not in ("base", "tuned")]
-    if training is None and not variants:
+    variants = [role for role in models if role not in ("base", "tuned", reference)]
+    if training is None and not variants and not reference:
         return None
     per_request = {role: (m["cost_usd"] / m["requests"] if m["cost_usd"] is not None and m["requests"] else None)
                    for role, m in models.items()}
     entry: dict[str, Any] = {
         "per_1000_requests_usd": {role: None if c is None else c * 1000 for role, c in per_request.items()},
-        "gain": gain, "training": None, "break_even_requests": {}}
+        "gain": gain, "training": None, "break_even_requests": {}, "reference": reference}
     training_usd = None
     if training is not None:
         tokens, estimated = training.get("trained_tokens"), False
@@ -185,11 +241,13 @@ def _estimated_training_tokens(training: dict) -> int | None:
 
 def _case_entry(record: dict) -> dict:
     entry = {"id": record["id"], "nodeid": record["nodeid"], "input": record["input"],
-             "expected": record["expected"], "errors": record["errors"], "error": record.get("error"),
+             "expected": record["expected"], "labelled": record.get("labelled", True),
+             "errors": record["errors"], "error": record.get("error"),
              "cassette": record["cassette"]}
     for role, outcome in record["outcomes"].items():
         entry[role] = {k: outcome[k] for k in ("model", "output", "passed", "score", "reason", "replayed", "error",
-                                                "prompt_tokens", "completion_tokens", "samples", "pass_rate", "flaky")
+                                                "prompt_tokens", "completion_tokens", "samples", "pass_rate", "flaky",
+                                                "latency_ms", "unscored", "agreement")
                        if k in outcome}
         entry[role]["verdict"] = str(verdict(outcome, record.get("error")))
     return entry

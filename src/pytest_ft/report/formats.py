@@ -27,3 +27,21 @@ def fmt_cost(cost: float | None) -> str:
         return f"{cost:.4f}"
     decimals = -math.floor(math.log10(abs(cost))) + 1
     return f"{cost:.{decimals}f}"
+
+
+def fmt_ms(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
+
+
+def fmt_latency(model: dict) -> str:
+    """A model's time to answer, median and 95th percentile in ms: "310 / 540"."""
+    p50, p95 = model.get("latency_p50_ms"), model.get("latency_p95_ms")
+    return "n/a" if p50 is None and p95 is None else f"{fmt_ms(p50)} / {fmt_ms(p95)}"
+
+
+def fmt_retires(model: dict) -> str:
+    """When a model retires: "2027-01-14 (46 d)", "retired 2026-12-11", or "" when no date is known."""
+    date, days = model.get("retires"), model.get("days_left")
+    if not date:
+        return ""
+    return f"retired {date}" if days is not None and days < 0 else f"{date} ({days} d)"

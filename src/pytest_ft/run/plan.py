@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 
 from ..config import Options
 from ..recording.cassette import cassette_path
 from ..report.pricing import fine_tuned_base
-from ..suite import ModelSpec, Suite, SuiteError
+from ..suite import REFERENCE, ModelSpec, Suite, SuiteError
 from .runner import Endpoint, ModelRef, register_endpoint
 
 
@@ -32,6 +32,12 @@ class SuitePlan:
     params: dict = field(default_factory=dict)
     batch: bool = False
     training: dict | None = None  # the fine-tuning job the tuned model came from, when known
+    agreement: Any = None  # the grader of agreement with the reference (None: each case's grader)
+
+    @property
+    def reference(self) -> str | None:
+        """The role of the model being replaced, when the suite has one."""
+        return REFERENCE if any(ref.role == REFERENCE for ref in self.models) else None
 
     @property
     def gated(self) -> bool:
@@ -39,7 +45,7 @@ class SuitePlan:
 
     def meta(self) -> dict:
         return {"suite": self.suite, "file": self.file, "thresholds": self.thresholds,
-                "models": {ref.role: ref.model for ref in self.models},
+                "models": {ref.role: ref.model for ref in self.models}, "reference": self.reference,
                 "judge": self.judge.model if self.judge else None, "training": self.training}
 
 
@@ -67,7 +73,8 @@ class Planner:
             if spec is None:
                 return ModelRef(role=role, model=model, endpoint=endpoint)
             return ModelRef(role=role, model=model, endpoint=endpoint, params=dict(spec.params),
-                            system=spec.system, examples=spec.examples)
+                            system=spec.system, examples=spec.examples,
+                            answers=self._answers(suite, role, spec) if spec.answers and not override else None)
 
         ini_tuned = self.config.getini("ft_model") or None
         tuned = ref("tuned", suite.models.get("tuned"), self.config.getoption("ft_model", None))
@@ -99,8 +106,17 @@ class Planner:
         if base is None:
             raise SuiteError(suite.path, None, "models.base",
                              f"no base model: pass --ft-base-model (the tuned id {tuned.model!r} does not name one)")
-        others = [ref(role, spec, None) for role, spec in suite.models.items() if role not in ("base", "tuned")]
-        models = [base, tuned, *(r for r in others if r is not None)]
+        reference = ref(REFERENCE, suite.models.get(REFERENCE), o.reference)
+        others = [ref(role, spec, None) for role, spec in suite.models.items()
+                  if role not in ("base", "tuned", REFERENCE)]
+        models = [*([reference] if reference else []), base, tuned, *(r for r in others if r is not None)]
+        if (o.batch or suite.batch) and any(r.answers is not None for r in models):
+            raise SuiteError(suite.path, None, "batch", "a model answering from a frozen answers file cannot run in "
+                             "batch mode: run this suite without batch")
+        unlabelled = next((case for case in suite.cases if not case.labelled), None)
+        if unlabelled is not None and reference is None:
+            raise SuiteError(suite.path, unlabelled.line, "expected", f"case {unlabelled.id!r} has no 'expected' "
+                             f"and the suite has no reference model to take it from")
 
         judge_model = o.judge_model or (suite.judge.model if suite.judge else None)
         judge = None
@@ -136,7 +152,16 @@ class Planner:
                 owners[recording] = case.id
         return SuitePlan(suite=suite.name, file=self.relpath(suite.path), models=models, judge=judge,
                          thresholds=thresholds, cassette_dir=cassette_dir, batch=o.batch or suite.batch,
-                         training=training)
+                         training=training, agreement=suite.agreement)
+
+    def _answers(self, suite: Suite, role: str, spec: ModelSpec):
+        """The frozen answers a model gives from a file, as a suite error naming the key if unreadable."""
+        from ..data.frozen import FrozenFileError, read_frozen
+
+        try:
+            return read_frozen(spec.answers)
+        except (FrozenFileError, OSError) as exc:
+            raise SuiteError(suite.path, spec.line, f"models.{role}.answers", str(exc)) from None
 
     def _train(self, suite: Suite, spec: dict, base_model: str, endpoint: Endpoint) -> dict:
         """The tuned model fine-tuned on ``spec``'s data (see ``training.from_suite``), as a suite error if not."""

@@ -37,8 +37,9 @@ if TYPE_CHECKING:
     import openai
 
 from .. import redact
-from ..graders import GradeContext
+from ..graders import GradeContext, GraderError
 from ..recording.cassette import (
+    LATENCY_EXTENSION,
     REPLAYED_HEADER,
     CaseCassette,
     CassetteUnreadable,
@@ -55,7 +56,6 @@ DEFAULT_RETRIES = 4
 MAX_TOKENS_PER_CALL = 100_000_000  # beyond any context window: a count above it is a broken server
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 NO_KEY = "pytest-ft-no-api-key"
-LATENCY_EXTENSION = "pytest_ft_latency_ms"  # on a live response: how long its successful attempt took
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,7 @@ class ModelRef:
     params: Mapping[str, Any] = field(default_factory=dict)
     system: str | None = None  # a variant's system prompt, in place of the case's
     examples: tuple = ()  # a variant's few-shot turns, before the case's conversation
+    answers: Any = field(default=None, compare=False)  # frozen answers (data.frozen) that stand for live calls
 
 
 @dataclass
@@ -150,6 +151,8 @@ class ModelOutcome:
     error: str | None = None
     samples: list[dict] = field(default_factory=list)  # each sample's answer when a case is sampled repeatedly
     latencies: list[float] = field(default_factory=list)  # ms, each call's whose latency is known
+    unscored: bool = False  # answered, but nothing could say whether it passed
+    agreement: dict | None = None  # {agreed, score, reason}: graded against the reference model's answer
 
     @property
     def flaky(self) -> bool:
@@ -159,7 +162,8 @@ class ModelOutcome:
     def to_dict(self) -> dict:
         entry = {"model": self.model, "output": self.output, "passed": self.passed, "score": self.score,
                  "reason": self.reason, **self.usage.to_dict(), "replayed": self.replayed, "error": self.error,
-                 "latency_ms": round(statistics.median(self.latencies)) if self.latencies else None}
+                 "latency_ms": round(statistics.median(self.latencies)) if self.latencies else None,
+                 "unscored": self.unscored, "agreement": self.agreement}
         if len(self.samples) > 1:
             entry.update(samples=self.samples, flaky=self.flaky,
                          pass_rate=sum(s["passed"] for s in self.samples) / len(self.samples))
@@ -195,6 +199,9 @@ class CaseJob:
     cassette: Path | None = None
     repeat: int = 1
     pass_if: str | int = "majority"
+    reference: str | None = None  # the role of the model being replaced
+    labelled: bool = True  # False: the reference's answer is the expected one
+    agreement: Any = None  # the grader of agreement with the reference (None: the case's grader)
 
 
 def register_endpoint(endpoint: Endpoint) -> None:
@@ -388,6 +395,19 @@ class Runner:
                 case_cassette.discard(response)  # never replay an answer that could not be read
             raise
 
+    async def answer(self, ref: ModelRef, job: CaseJob) -> Answer:
+        """``ref``'s answer to the case: a call, or its frozen answer when ``ref`` answers from a file."""
+        if ref.answers is None:
+            return await self.complete(ref, job.messages, job.params)
+        frozen = ref.answers.by_prompt(job.messages) or ref.answers.by_id(job.case_id)
+        if frozen is None:
+            raise ApiError(f"{ref.role} model {ref.model!r}: no frozen answer to case {job.case_id!r} in "
+                           f"{ref.answers.path} (its prompt and id are not there)")
+        usage = Usage(prompt_tokens=frozen.usage.get("prompt_tokens", 0),
+                      completion_tokens=frozen.usage.get("completion_tokens", 0),
+                      cached_tokens=frozen.usage.get("cached_tokens", 0), requests=1)
+        return Answer(text=frozen.text, usage=usage, replayed=True, latency_ms=frozen.latency_ms)
+
     async def request(self, ref: ModelRef, send, *, tokens: int = 0) -> httpx2.Response:
         """``send(client)`` on one of ``ref``'s endpoint clients, within the concurrency limit,
         retried on 408/409/429/5xx, timeouts and dropped connections; raises :class:`ApiError`."""
@@ -404,7 +424,8 @@ class Runner:
                 async with shards.least_busy() as client, asyncio.timeout(self.timeout):
                     started = time.perf_counter()
                     response = await send(client)
-                    response.extensions[LATENCY_EXTENSION] = (time.perf_counter() - started) * 1000
+                    # What the recording keeps, when there is one, so a replay reports the same.
+                    response.extensions.setdefault(LATENCY_EXTENSION, (time.perf_counter() - started) * 1000)
                 outcome.update(ok=True, headers=response.headers)
                 return response
             except openai.APIStatusError as exc:
@@ -448,8 +469,7 @@ class Runner:
         try:
             case_cassette = self.open_cassette(job.cassette, job.case_id)
             current_cassette.set(case_cassette)  # this task's context: every request below uses it
-            answers = await asyncio.gather(*(self.complete(ref, job.messages, job.params)
-                                             for ref in job.models for _ in range(job.repeat)),
+            answers = await asyncio.gather(*(self.answer(ref, job) for ref in job.models for _ in range(job.repeat)),
                                            return_exceptions=True)
             for number, ref in enumerate(job.models):
                 record_answers(result.models[ref.role], answers[number * job.repeat:(number + 1) * job.repeat])
@@ -553,31 +573,74 @@ def passes(rule: str | int, passed: int, samples: int) -> bool:
 
 
 async def grade_case(job: CaseJob, result: CaseResult, judge) -> None:
-    """Grade every sample of every model that answered; graders (and judge calls) run concurrently."""
+    """Grade every sample of every model that answered, and each model's agreement with the
+    reference; graders (and judge calls) run concurrently.
+
+    Without a labelled answer the reference's answer is the expected one: the reference itself
+    is then unscored, and nothing is scored when the reference did not answer.
+    """
     answered = [o for o in result.models.values() if o.error is None and o.output is not None]
     context = GradeContext(messages=job.messages, judge=judge)
-    work = [(o, sample) for o in answered for sample in o.samples]
-    grades = await asyncio.gather(*(job.grader(sample["output"], job.expected, context) for _, sample in work),
-                                  return_exceptions=True)
-    for (outcome, sample), grade in zip(work, grades):
+    reference = result.models.get(job.reference) if job.reference else None
+    standard = reference.output if reference in answered else None
+    expected = job.expected if job.labelled else standard
+    work: list[tuple[ModelOutcome, dict | None, Any, Any]] = []  # (outcome, sample or None for agreement, grader, expected)
+    for outcome in answered:
+        if not job.labelled and (outcome is reference or standard is None):
+            outcome.unscored = True
+            outcome.reason = ("the reference: its answer is the expected one" if outcome is reference else
+                              "not graded: no expected answer, and the reference model did not answer")
+            continue
+        work.extend((outcome, sample, job.grader, expected) for sample in outcome.samples)
+        if standard is not None and outcome is not reference and (job.labelled or job.agreement is not None):
+            work.append((outcome, None, job.agreement or job.grader, standard))
+    grades = await asyncio.gather(*(_grade(grader, outcome.output if sample is None else sample["output"], want,
+                                           context, check=want is standard)
+                                    for outcome, sample, grader, want in work), return_exceptions=True)
+    for (outcome, sample, _, _), grade in zip(work, grades):
         if isinstance(grade, ApiError):
             outcome.error = outcome.error or f"judge: {grade}"
+        elif isinstance(grade, Unscorable):
+            if sample is None:
+                outcome.agreement = {"agreed": None, "score": None, "reason": f"unscored: {grade}"}
+            else:
+                sample.update(passed=False, score=0.0, reason=f"unscored: {grade}", unscored=True)
         elif isinstance(grade, Exception):
             outcome.error = outcome.error or f"grader failed: {describe_failure(grade)}"
         elif isinstance(grade, BaseException):
             raise grade
+        elif sample is None:
+            outcome.agreement = {"agreed": bool(grade.passed), "score": float(grade.score), "reason": grade.reason}
         else:
             sample.update(passed=bool(grade.passed), score=float(grade.score), reason=grade.reason)
     for outcome in answered:
-        if outcome.error:
+        if outcome.error or outcome.unscored:
             continue
         samples = outcome.samples
-        if len(samples) == 1:
+        if all(s.get("unscored") for s in samples):
+            outcome.unscored, outcome.reason = True, samples[0]["reason"]
+        elif len(samples) == 1:
             outcome.passed, outcome.score, outcome.reason = samples[0]["passed"], samples[0]["score"], samples[0]["reason"]
-            continue
-        passed = sum(s["passed"] for s in samples)
-        outcome.passed = passes(job.pass_if, passed, len(samples))
-        outcome.score = sum(s["score"] for s in samples) / len(samples)
-        rule = f"at least {job.pass_if}" if isinstance(job.pass_if, int) else job.pass_if
-        outcome.reason = f"{passed}/{len(samples)} samples passed (rule: {rule})" + \
-            ("; answers disagree" if outcome.flaky else "")
+        else:
+            passed = sum(s["passed"] for s in samples)
+            outcome.passed = passes(job.pass_if, passed, len(samples))
+            outcome.score = sum(s["score"] for s in samples) / len(samples)
+            rule = f"at least {job.pass_if}" if isinstance(job.pass_if, int) else job.pass_if
+            outcome.reason = f"{passed}/{len(samples)} samples passed (rule: {rule})" + \
+                ("; answers disagree" if outcome.flaky else "")
+        if not job.labelled and outcome is not reference and outcome.agreement is None:
+            # The expected answer is the reference's: being right is agreeing.
+            outcome.agreement = {"agreed": outcome.passed, "score": outcome.score, "reason": outcome.reason}
+
+
+class Unscorable(Exception):
+    """The reference's answer is not something the grader can take as an expected answer."""
+
+
+async def _grade(grader, output: str, expected: Any, context: GradeContext, *, check: bool):
+    if check:
+        try:
+            grader.check_expected(expected)
+        except GraderError as exc:
+            raise Unscorable(f"the reference's answer cannot be graded against: {exc}") from None
+    return await grader(output, expected, context)

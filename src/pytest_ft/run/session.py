@@ -22,6 +22,7 @@ from ..recording.cassette import cassette_path
 from ..redact import scrub
 from ..report.baseline import BaselineError, load_baseline
 from ..report.pricing import PriceFileError, PriceTable
+from ..report.retirement import RetirementCalendar, RetirementFileError
 from .plan import Planner, default_endpoint
 from .runner import CaseJob, CaseResult, ModelOutcome, ModelRef, Runner
 from .signals import interrupt_on_sigterm
@@ -39,8 +40,9 @@ class EvalSession:
         self.options = Options.from_config(config)
         try:
             self.prices = PriceTable.from_file(self.options.prices)
+            self.retirements = RetirementCalendar.from_file(self.options.retirements)
             self.baseline = load_baseline(self.options.baseline) if self.options.baseline else None
-        except (PriceFileError, BaselineError) as exc:
+        except (PriceFileError, RetirementFileError, BaselineError) as exc:
             raise pytest.UsageError(str(exc)) from exc
         self.runner: Runner | None = None
         self._restore_sigterm = lambda: None
@@ -73,6 +75,7 @@ class EvalSession:
         return CaseJob(case_id=case.id, messages=case.messages, expected=case.expected, grader=case.grader,
                        params=case.params, models=plan.models, judge=plan.judge, repeat=repeat,
                        pass_if=pass_if if not isinstance(pass_if, int) else min(pass_if, repeat),
+                       reference=plan.reference, labelled=case.labelled, agreement=plan.agreement,
                        cassette=cassette_path(plan.cassette_dir, plan.suite, case.id) if plan.cassette_dir else None)
 
     def result_for(self, item: "FtCase", upcoming: Callable[[], list["FtCase"]]) -> "CaseResult | Pending":
@@ -157,6 +160,7 @@ class EvalSession:
             "nodeid": item.nodeid,
             "input": item.case.input,
             "expected": item.case.expected,
+            "labelled": item.case.labelled,
             "outcomes": {role: o.to_dict() for role, o in result.models.items()},
             "judge_usage": result.judge_usage.to_dict() if result.judge_model else None,
             "judge_model": result.judge_model,

@@ -9,6 +9,7 @@ from .errors import SuiteError
 from .load import (
                    MESSAGE_ROLES,
                    PASS_RULES,
+                   REFERENCE,
                    REQUIRED_ROLES,
                    RESERVED_PARAMS,
                    SUITE_PATTERNS,
@@ -19,5 +20,5 @@ from .load import (
 )
 from .model import Case, ModelSpec, Suite
 
-__all__ = ["Case", "MESSAGE_ROLES", "ModelSpec", "PASS_RULES", "REQUIRED_ROLES", "RESERVED_PARAMS", "SUITE_PATTERNS",
+__all__ = ["Case", "MESSAGE_ROLES", "ModelSpec", "PASS_RULES", "REFERENCE", "REQUIRED_ROLES", "RESERVED_PARAMS", "SUITE_PATTERNS",
            "Suite", "SuiteError", "is_suite_file", "load_suite", "parse_repeat", "parse_suite"]

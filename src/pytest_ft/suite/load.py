@@ -33,19 +33,21 @@ from .yaml_lines import (
 
 SUITE_PATTERNS = ("*.ft.yaml", "*.ft.yml")
 REQUIRED_ROLES = ("base", "tuned")
+REFERENCE = "reference"  # the role of the model being replaced: every other model is compared with it
 
 # The same keys as the schema editors use (tests/test_schema.py holds them equal); written out
 # here so that loading a suite does not import pydantic.
 SUITE_KEYS = frozenset({"suite", "description", "models", "system", "params", "grader", "thresholds", "judge",
-                        "cases", "cases_file", "batch", "repeat", "pass_if", "train"})
+                        "cases", "cases_file", "batch", "repeat", "pass_if", "train", "agreement"})
 TRAIN_KEYS = frozenset({"file", "validation_file", "base", "suffix", "method", "seed", "hyperparameters"})
 CASE_KEYS = frozenset({"id", "input", "messages", "expected", "grader", "params", "system", "description", "repeat",
                        "pass_if"})
-MODEL_KEYS = frozenset({"model", "base_url", "api_key_env", "params", "system", "few_shot"})
+MODEL_KEYS = frozenset({"model", "base_url", "api_key_env", "params", "system", "few_shot", "answers"})
 PASS_RULES = ("majority", "all", "any")
 MAX_REPEAT = 100
 THRESHOLD_RANGES = {"accuracy": (0, 1), "min_gain": (-1, 1), "max_cost_usd": (0, math.inf),
-                    "max_regressions": (0, math.inf), "max_p_value": (0, 1)}
+                    "max_regressions": (0, math.inf), "max_p_value": (0, 1), "min_agreement": (0, 1),
+                    "max_latency_p95_ms": (0, math.inf)}
 MESSAGE_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 # Request keys a suite may not set, and why: the runner sends one whole (non-streamed) answer
 # per request, reads choices[0], and names the model and the conversation itself.
@@ -128,17 +130,27 @@ def parse_suite(data: Any, path: Path) -> Suite:
     except graders_module.GraderError as exc:
         raise SuiteError(path, root.line_of("grader"), _join("grader", exc.key), str(exc)) from exc
 
+    agreement = None
+    if root.get("agreement") is not None:
+        try:
+            agreement = graders_module.build_grader(root["agreement"], base_dir=path.parent)
+        except graders_module.GraderError as exc:
+            raise SuiteError(path, root.line_of("agreement"), _join("agreement", exc.key), str(exc)) from exc
+        if REFERENCE not in models or models[REFERENCE] is None:
+            raise err("agreement", f"grades agreement with the reference model: name one in models.{REFERENCE}")
+
     if ("cases" in root) == ("cases_file" in root):
         raise err("cases", "give exactly one of 'cases' (a list) or 'cases_file' (a chat JSONL file)")
+    unlabelled = models.get(REFERENCE) is not None  # the reference's answer may stand for 'expected'
     if "cases" in root:
         raw_cases = root["cases"]
         if not isinstance(raw_cases, list) or not raw_cases:
             raise err("cases", "must be a non-empty list of cases")
         cases = [_parse_case(raw, i, path, system, params, default_grader, default_grader_spec,
-                             raw_cases.item_lines[i] if isinstance(raw_cases, LineList) else None)
+                             raw_cases.item_lines[i] if isinstance(raw_cases, LineList) else None, unlabelled)
                  for i, raw in enumerate(raw_cases)]
     else:
-        cases = _cases_from_jsonl(root, path, system, params, default_grader, default_grader_spec)
+        cases = _cases_from_jsonl(root, path, system, params, default_grader, default_grader_spec, unlabelled)
 
     seen: dict[str, int] = {}
     for case in cases:
@@ -147,7 +159,8 @@ def parse_suite(data: Any, path: Path) -> Suite:
         seen[case.id] = case.line
     return Suite(name=name, path=path, models=models, system=system, params=params, thresholds=thresholds,
                  cases=cases, judge=judge, description=str(root.get("description", "")), batch=batch,
-                 repeat=repeat, pass_if=pass_if, train=train)
+                 repeat=repeat, pass_if=pass_if, train=train, agreement=agreement,
+                 agreement_spec=plain(root["agreement"]) if agreement is not None else None)
 
 
 def parse_repeat(node: LineMap, path: Path, prefix: str) -> tuple[int | None, str | int | None]:
@@ -270,8 +283,17 @@ def _parse_model(value: Any, path: Path, key: str, line: int, train: dict | None
             raise SuiteError(path, value.line_of("system"), f"{key}.system", "must be a string")
         examples = _few_shot(value["few_shot"], train, path, key, value.line_of("few_shot")) \
             if "few_shot" in value else ()
+        answers = value.get("answers")
+        if answers is not None:
+            if not isinstance(answers, str) or not answers.strip():
+                raise SuiteError(path, value.line_of("answers"), f"{key}.answers",
+                                 "must be the path of a frozen answers file (pytest-ft freeze)")
+            answers = str(path.parent / answers)
+            if not Path(answers).is_file():
+                raise SuiteError(path, value.line_of("answers"), f"{key}.answers", f"no such file: {answers}")
         return ModelSpec(model=model.strip(), base_url=value.get("base_url"), api_key_env=value.get("api_key_env"),
-                         params=_params(value, path, f"{key}."), system=system, examples=examples)
+                         params=_params(value, path, f"{key}."), system=system, examples=examples, answers=answers,
+                         line=value.line_of("answers") if answers else line)
     raise SuiteError(path, line, key, "must be a model id or a mapping with 'model'")
 
 
@@ -335,7 +357,7 @@ def _with_system(messages: list[dict], system: str | None) -> list[dict]:
 
 
 def _parse_case(raw: Any, index: int, path: Path, system: str | None, params: dict, default_grader: Any,
-                default_spec: Any, line: int | None) -> Case:
+                default_spec: Any, line: int | None, unlabelled: bool = False) -> Case:
     if not isinstance(raw, LineMap):
         raise SuiteError(path, line, f"cases[{index}]", "a case must be a mapping with 'id', 'input' and 'expected'")
     _reject_unknown(raw, CASE_KEYS, path, "")
@@ -347,8 +369,10 @@ def _parse_case(raw: Any, index: int, path: Path, system: str | None, params: di
         raise SuiteError(path, raw.line_of("id"), "id", str(exc)) from None
     if ("input" in raw) == ("messages" in raw):
         raise SuiteError(path, raw.line, "input", f"case {case_id!r}: give exactly one of 'input' or 'messages'")
-    if "expected" not in raw:
-        raise SuiteError(path, raw.line, "expected", f"case {case_id!r} has no 'expected'")
+    if "expected" not in raw and not unlabelled:
+        raise SuiteError(path, raw.line, "expected", f"case {case_id!r} has no 'expected' (give one, or name "
+                                                     f"the model being replaced in models.{REFERENCE}: its answer "
+                                                     f"is then the expected one)")
     case_system = raw.get("system", system)
     if "input" in raw:
         if not isinstance(raw["input"], str):
@@ -364,19 +388,20 @@ def _parse_case(raw: Any, index: int, path: Path, system: str | None, params: di
             grader = graders_module.build_grader(spec, base_dir=path.parent)
         except graders_module.GraderError as exc:
             raise SuiteError(path, raw.line_of("grader"), _join("grader", exc.key), str(exc)) from exc
-    expected = plain(raw["expected"])
+    expected = plain(raw["expected"]) if "expected" in raw else None
     try:
-        grader.check_expected(expected)
+        if "expected" in raw:
+            grader.check_expected(expected)
     except graders_module.GraderError as exc:
         raise SuiteError(path, raw.line_of("expected"), "expected", f"case {case_id!r}: {exc}") from exc
     repeat, pass_if = parse_repeat(raw, path, "")
     return Case(id=case_id, messages=_with_system(messages, case_system), expected=expected,
                 grader=grader, params=case_params, line=raw.line, grader_spec=plain(spec),
-                repeat=repeat, pass_if=pass_if)
+                repeat=repeat, pass_if=pass_if, labelled="expected" in raw)
 
 
 def _cases_from_jsonl(root: LineMap, path: Path, system: str | None, params: dict, grader: Any,
-                      grader_spec: Any) -> list[Case]:
+                      grader_spec: Any, unlabelled: bool = False) -> list[Case]:
     """Each line of a chat fine-tuning JSONL file is a case; its last assistant message is the answer."""
     value = root["cases_file"]
     line = root.line_of("cases_file")
@@ -390,7 +415,7 @@ def _cases_from_jsonl(root: LineMap, path: Path, system: str | None, params: dic
                 if not text.strip():
                     continue
                 try:
-                    cases.append(_jsonl_case(text, number, path, system, params, grader, grader_spec))
+                    cases.append(_jsonl_case(text, number, path, system, params, grader, grader_spec, unlabelled))
                 except ValueError as exc:
                     raise SuiteError(path, line, "cases_file", f"{data_path}:{number}: {exc}") from None
     except OSError as exc:
@@ -401,7 +426,7 @@ def _cases_from_jsonl(root: LineMap, path: Path, system: str | None, params: dic
 
 
 def _jsonl_case(text: bytes, number: int, path: Path, system: str | None, params: dict, grader: Any,
-                grader_spec: Any) -> Case:
+                grader_spec: Any, unlabelled: bool = False) -> Case:
     """One line of a cases_file as a case; a ValueError says what is wrong with the line."""
     try:
         example = json.loads(text.decode("utf-8"))
@@ -418,14 +443,19 @@ def _jsonl_case(text: bytes, number: int, path: Path, system: str | None, params
         messages = _check_messages(example.get("messages"), path, None, "messages")
     except SuiteError as exc:
         raise ValueError(f"{exc.key}: {exc.message}") from None
-    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=None)
-    if not last:
-        raise ValueError("needs an assistant message (the expected answer) after the prompt")
+    labelled = messages[-1]["role"] == "assistant"
+    if not labelled and not unlabelled:
+        raise ValueError("needs an assistant message (the expected answer) after the prompt, or a reference "
+                         f"model (models.{REFERENCE}) whose answer is the expected one")
+    if labelled and len(messages) < 2:
+        raise ValueError("needs a prompt before the assistant message (the expected answer)")
     try:
         case_id = _name(example.get("id") or metadata.get("id") or f"line{number}")
     except ValueError as exc:
         raise ValueError(f"id: {exc}") from None
-    expected = messages[last].get("content")
-    grader.check_expected(expected)  # a GraderError is a ValueError
-    return Case(id=case_id, messages=_with_system(messages[:last], system), expected=expected, grader=grader,
-                params=dict(params), line=number, grader_spec=grader_spec)
+    expected = messages[-1].get("content") if labelled else None
+    if labelled:
+        grader.check_expected(expected)  # a GraderError is a ValueError
+    prompt = messages[:-1] if labelled else messages
+    return Case(id=case_id, messages=_with_system(prompt, system), expected=expected, grader=grader,
+                params=dict(params), line=number, grader_spec=grader_spec, labelled=labelled)

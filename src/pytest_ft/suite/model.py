@@ -19,6 +19,8 @@ class ModelSpec:
     params: Mapping[str, Any] = field(default_factory=dict)
     system: str | None = None  # a variant's own system prompt, replacing the case's
     examples: tuple = ()  # a variant's few-shot messages, put before each case's conversation
+    answers: str | None = None  # a frozen answers file (pytest-ft freeze) that answers for this model
+    line: int | None = None
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Case:
     grader_spec: Any = None
     repeat: int | None = None  # None: the suite's (or the command line's) default
     pass_if: str | int | None = None
+    labelled: bool = True  # False: no expected answer; the reference model's answer stands for it
 
     @property
     def input(self) -> str:
@@ -57,3 +60,5 @@ class Suite:
     repeat: int | None = None
     pass_if: str | int | None = None
     train: dict | None = None
+    agreement: Any = None  # the grader of agreement with the reference (default: each case's grader)
+    agreement_spec: Any = None

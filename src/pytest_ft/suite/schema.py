@@ -54,6 +54,8 @@ class ModelEntry(_Strict):
     params: dict[str, Any] | None = None
     system: str | None = Field(None, description="a variant's system prompt, in place of the case's")
     few_shot: Union[Annotated[int, Field(ge=1)], FewShot, None] = None
+    answers: str | None = Field(None, description="a frozen answers file (pytest-ft freeze) that answers for "
+                                                  "this model: a model that no longer exists can still be compared")
 
 
 Model = Union[str, ModelEntry]
@@ -70,6 +72,10 @@ class Thresholds(_Strict):
         None, description="cases that passed in --ft-baseline (else: that the base passed) and fail now, at most")
     max_p_value: Annotated[Number, Field(ge=0, le=1)] | None = Field(
         None, description="McNemar's p for the gain at most: the gain must be real, not noise")
+    min_agreement: Annotated[Number, Field(ge=0, le=1)] | None = Field(
+        None, description="the tuned model's agreement with the reference model at least")
+    max_latency_p95_ms: Annotated[Number, Field(ge=0)] | None = Field(
+        None, description="the tuned model's 95th-percentile time to answer, in milliseconds, at most")
 
 
 class Train(_Strict):
@@ -90,7 +96,8 @@ class Case(_Strict):
     id: Union[CaseId, int]
     input: str | None = None
     messages: list[Message] | None = None
-    expected: Any = Field(description="the expected answer, as the grader reads it")
+    expected: Any = Field(None, description="the expected answer, as the grader reads it (optional with a "
+                                            "reference model: its answer is then the expected one)")
     grader: Grader | None = None
     params: dict[str, Any] | None = None
     system: str | None = None
@@ -102,13 +109,18 @@ class Case(_Strict):
 class Suite(_Strict):
     """A pytest-ft suite: cases run on every model, graded, and gated."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"oneOf": [{"required": ["cases"]},
-                                                                          {"required": ["cases_file"]}]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "oneOf": [{"required": ["cases"]}, {"required": ["cases_file"]}],
+        # Without a reference model, every case says what it expects.
+        "if": {"not": {"required": ["models"], "properties": {"models": {"required": ["reference"]}}}},
+        "then": {"properties": {"cases": {"items": {"required": ["expected"]}}}},
+    })
     suite: str | None = Field(None, description="name in reports and of the recordings folder "
                                                 "(default: the file name)")
     description: str | None = None
     models: dict[str, Model | None] | None = Field(
-        None, description="role -> model: base and tuned, and any others (previous, a few-shot variant…)")
+        None, description="role -> model: base and tuned, and any others (reference: the model being replaced, "
+                          "a few-shot variant…)")
     system: str | None = Field(None, description="a system message for every case that has none")
     params: dict[str, Any] | None = Field(None, description="request parameters (temperature, max_tokens…)")
     grader: Grader | None = Field(None, description="the default grader (default: exact)")
@@ -121,6 +133,8 @@ class Suite(_Strict):
     repeat: Repeat | None = None
     pass_if: PassIf | None = None
     train: Union[str, Train, None] = None
+    agreement: Grader | None = Field(None, description="how agreement with the reference model is graded "
+                                                       "(default: each case's grader)")
 
 
 def keys(model: type[BaseModel]) -> frozenset[str]:

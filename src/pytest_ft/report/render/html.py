@@ -27,17 +27,21 @@ from ...files import write_atomic
 from ...results import Verdict, case_verdict, flip, verdict
 from ..baseline import suite_key
 from ..stats import wilson_interval
+from ..formats import fmt_latency, fmt_retires
 from .markdown import (
     flaky_cases,
     fmt_accuracy,
+    fmt_agreement,
     fmt_cost,
     fmt_gain,
     fmt_pass_rate,
     fmt_pct,
     fmt_pp,
+    model_columns,
     role_significance,
     run_facts,
 )
+from .sentences import cost_benefit_lines, reference_lines, retirement_lines
 
 ROLE_COLOURS = ("#8a94a6", "#1f9d74", "#d9822b", "#7b61c4", "#c4495a", "#2d7fc1")
 TEMPLATES = Path(__file__).with_name("templates")
@@ -210,10 +214,13 @@ def _suite(suite: Mapping[str, Any], index: int, roles: Sequence[str], diff: Map
     """One suite's summary: gate, models table, significance, judge, notable cases, baseline."""
     gate = suite.get("gate") or {"passed": True, "failures": []}
     models = []
+    with_reference, with_retirement = model_columns(suite)
     for role, m in (suite.get("models") or {}).items():
         models.append({"role": role, "colour": role_colour(roles.index(role)) if role in roles else "#999",
                        "model": m.get("model"), "cases": m.get("cases"), "passed": m.get("passed"),
                        "accuracy": fmt_accuracy(m), "gain": fmt_gain(suite, role),
+                       "agreement": fmt_agreement(suite, role) if with_reference else None,
+                       "latency": fmt_latency(m), "retires": fmt_retires(m) if with_retirement else None,
                        "prompt_tokens": m.get("prompt_tokens"), "completion_tokens": m.get("completion_tokens"),
                        "cost": fmt_cost(m.get("cost_usd")), "replayed": m.get("replayed")})
     sig = role_significance(suite, "tuned")
@@ -223,6 +230,9 @@ def _suite(suite: Mapping[str, Any], index: int, roles: Sequence[str], diff: Map
     return {
         "index": index, "name": suite.get("suite"), "file": suite.get("file"), "ok": bool(gate.get("passed")),
         "failures": gate.get("failures", []), "models": models,
+        "with_reference": with_reference, "with_retirement": with_retirement,
+        "reference": reference_lines(suite, limit=50),
+        "cost": cost_benefit_lines(suite["cost_benefit"]) if suite.get("cost_benefit") else [],
         "significance": sig and {"verdict": sig["verdict"], "tuned_only": sig["discordant"]["tuned_only"],
                                  "base_only": sig["discordant"]["base_only"]},
         "judge": judge and {"model": judge.get("model"), "requests": judge.get("requests"),
@@ -321,6 +331,7 @@ def render_html(report: Mapping[str, Any], baseline_diff: Mapping[str, dict] | N
     return _template().render(
         title=f"pytest-ft report: {'passed' if ok else 'FAILED'}", ok=ok, facts=" · ".join(run_facts(report, str)),
         unpriced=report.get("unpriced_models") or [], interrupted=report.get("interrupted"),
+        retirements=retirement_lines(report),
         invalid=[e.get("message", e) if isinstance(e, dict) else e for e in report.get("invalid_suites") or []],
         charts=charts(report),
         suites=[_suite(s, i, roles, baseline_diff.get(suite_key(s)) if baseline_diff else None)

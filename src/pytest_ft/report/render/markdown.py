@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ...files import append_text, write_atomic
-from ..formats import fmt_cost, fmt_pct, fmt_pp  # noqa: F401  (also read by html.py)
+from ..formats import fmt_cost, fmt_latency, fmt_pct, fmt_pp, fmt_retires  # noqa: F401  (also read by html.py)
 from ..baseline import suite_key
 from ..stats import p_phrase, suite_significance, wilson_interval
+from .sentences import cost_benefit_lines, reference_lines, retirement_lines
 
 DETAILS_OVER = 10  # id lists longer than this are folded into <details>
 
@@ -28,8 +29,9 @@ DETAILS_OVER = 10  # id lists longer than this are folded into <details>
 
 def fmt_accuracy(model: Mapping[str, Any], confidence: float = 0.95) -> str:
     """A model's accuracy with its Wilson interval: "70.0% [48.1–85.5]"."""
-    cases, passed = int(model.get("cases") or 0), int(model.get("passed") or 0)
-    if cases == 0:
+    cases = int(model.get("cases") or 0) - int(model.get("unscored") or 0)
+    passed = int(model.get("passed") or 0)
+    if cases <= 0:
         return "n/a"
     low, high = wilson_interval(passed, cases, confidence)
     return f"{fmt_pct(model.get('accuracy', passed / cases))} [{low * 100:.1f}–{high * 100:.1f}]"
@@ -45,7 +47,8 @@ def role_gain(suite: Mapping[str, Any], role: str) -> float | None:
         return None
     if role == "tuned" and suite.get("gain") is not None:
         return suite["gain"]
-    return models[role].get("accuracy", 0.0) - models["base"].get("accuracy", 0.0)
+    accuracy, base = models[role].get("accuracy", 0.0), models["base"].get("accuracy", 0.0)
+    return None if accuracy is None or base is None else accuracy - base
 
 
 def role_significance(suite: Mapping[str, Any], role: str) -> dict | None:
@@ -141,16 +144,33 @@ def _id_list(title: str, ids: list[str]) -> list[str]:
 # -- the page ----------------------------------------------------------------------------------
 
 
+def model_columns(suite: Mapping[str, Any]) -> tuple[bool, bool]:
+    """Whether the models table has an agreement column (a reference) and a retirement column."""
+    models = (suite.get("models") or {}).values()
+    return bool(suite.get("reference")), any(m.get("retires") for m in models)
+
+
+def fmt_agreement(suite: Mapping[str, Any], role: str) -> str:
+    reference = suite.get("reference") or {}
+    return "(reference)" if role == reference.get("role") else fmt_pct((suite["models"][role]).get("agreement"))
+
+
 def _models_table(suite: Mapping[str, Any]) -> list[str]:
+    with_reference, with_retirement = model_columns(suite)
     rows = []
     for role, m in (suite.get("models") or {}).items():
         rows.append([
             escape_cell(role), code(m.get("model", ""), in_table=True), str(m.get("cases", "")),
-            str(m.get("passed", "")), fmt_accuracy(m), fmt_gain(suite, role),
+            str(m.get("passed", "")), fmt_accuracy(m), *([fmt_agreement(suite, role)] if with_reference else []),
+            fmt_gain(suite, role), fmt_latency(m),
             str(m.get("prompt_tokens", "")), str(m.get("completion_tokens", "")), fmt_cost(m.get("cost_usd")),
+            *([fmt_retires(m)] if with_retirement else []),
         ])
-    return _table(["role", "model", "cases", "passed", "accuracy (95% CI)", "gain vs base (95% CI), McNemar p",
-                   "prompt tok", "completion tok", "cost USD"], rows, "llrrrrrrr")
+    headers = ["role", "model", "cases", "passed", "accuracy (95% CI)",
+               *(["agreement with reference"] if with_reference else []), "gain vs base (95% CI), McNemar p",
+               "latency p50 / p95 ms", "prompt tok", "completion tok", "cost USD",
+               *(["retires"] if with_retirement else [])]
+    return _table(headers, rows, "ll" + "r" * (len(headers) - 2))
 
 
 def _baseline_lines(diff: Mapping[str, Any]) -> list[str]:
@@ -199,6 +219,11 @@ def _suite_section(suite: Mapping[str, Any], diff: Mapping[str, Any] | None) -> 
         lines += ["**Thresholds:** " + ", ".join(f"{escape_text(k)}={v:g}" if isinstance(v, (int, float))
                                                   else f"{escape_text(k)}={escape_text(v)}"
                                                   for k, v in thresholds.items()), ""]
+    against = reference_lines(suite, limit=DETAILS_OVER)
+    if against:
+        lines += [f"**{escape_text(against[0])}**", ""] + [f"- {escape_text(line.strip())}" for line in against[1:]] + [""]
+    if suite.get("cost_benefit"):
+        lines += ["**Cost:** " + escape_text("; ".join(cost_benefit_lines(suite["cost_benefit"]))), ""]
     lines += _id_list("Fixed by tuning", suite.get("fixed") or [])
     lines += _id_list("Regressions", suite.get("regressions") or [])
     lines += _id_list("Errored", suite.get("errored") or [])
@@ -253,6 +278,8 @@ def render_markdown(report: Mapping[str, Any], baseline_diff: Mapping[str, dict]
             lines += [f"- {escape_text(d.get('suite', ''))} — {code(d.get('file', ''))}: "
                       f"{len(d.get('removed', []))} case(s), accuracy then {fmt_pct(d.get('accuracy_then'))}"
                       for d in gone] + [""]
+    for line in retirement_lines(report):
+        lines += [f"> ⚠️ {escape_text(line)}", ""]
     for model in report.get("unpriced_models") or []:
         lines += [f"> ⚠️ No price known for {code(model)}: its cost shows as n/a (add it with `--ft-prices`).", ""]
     return "\n".join(lines).rstrip("\n") + "\n"

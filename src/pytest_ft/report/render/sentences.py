@@ -1,0 +1,69 @@
+"""What the report says in sentences, phrased once for the terminal, Markdown and HTML.
+
+Each function returns plain lines; a renderer only escapes and lays them out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..formats import fmt_cost, fmt_pct, fmt_pp
+
+
+def id_list(title: str, ids: list[str], limit: int = 20) -> str:
+    if not ids:
+        return f"{title}: none"
+    shown = ", ".join(ids[:limit]) + (f", … (+{len(ids) - limit})" if len(ids) > limit else "")
+    return f"{title} ({len(ids)}): {shown}"
+
+
+def cost_benefit_lines(entry: Mapping[str, Any]) -> list[str]:
+    """Does tuning pay, and which model is cheapest of those that pass the gate."""
+    lines = []
+    training = entry.get("training")
+    if training:
+        tokens = training.get("trained_tokens")
+        source = f"job {training['job_id']}" if training.get("job_id") else "estimated from the training data"
+        lines.append(f"training: {fmt_cost(training['cost_usd'])} USD ({source}, "
+                     f"{'n/a' if tokens is None else f'{tokens:,}'} trained tokens)")
+    per = ", ".join(f"{role} {fmt_cost(cost)}" for role, cost in entry["per_1000_requests_usd"].items())
+    lines.append(f"inference per 1,000 requests (USD): {per}; gain {fmt_pp(entry['gain'])}")
+    for role, requests in entry["break_even_requests"].items():
+        if requests == "never":
+            lines.append(f"break-even against {role}: never (it costs no more per request than the tuned model)")
+        elif requests is None:
+            lines.append(f"break-even against {role}: n/a (a cost is unknown)")
+        else:
+            lines.append(f"break-even against {role}: tuning pays back after {requests:,} requests")
+    if "cheapest_passing" in entry:
+        cheapest = entry["cheapest_passing"]
+        if cheapest is None:
+            lines.append("cheapest model that passes the gate: none passes (or their costs are unknown)")
+        else:
+            lines.append(f"cheapest model that passes the gate: {cheapest} "
+                         f"({fmt_cost(entry['per_1000_requests_usd'][cheapest])} USD per 1,000 requests)")
+    return lines
+
+
+def reference_lines(suite: Mapping[str, Any], limit: int = 20) -> list[str]:
+    """Against the model being replaced: each candidate's agreement, and what it kept, lost, newly got right."""
+    against = suite.get("reference")
+    if not against:
+        return []
+    lines = [f"against the reference {against['model']} ({against['role']}):"]
+    for role, changes in against["candidates"].items():
+        m = suite["models"].get(role, {})
+        kept, lost, new = changes["kept"], changes["lost"], changes["newly_right"]
+        lines.append(f"  {role}: agreement {fmt_pct(m.get('agreement'))}, kept {len(kept)}, lost {len(lost)}, "
+                     f"newly right {len(new)}")
+        if lost:
+            lines.append("    " + id_list("lost", lost, limit))
+        if new:
+            lines.append("    " + id_list("newly right", new, limit))
+    return lines
+
+
+def retirement_lines(report: Mapping[str, Any]) -> list[str]:
+    """A plain warning for each model under test that retires soon (or has retired)."""
+    return [w["message"] for w in report.get("retirements") or [] if w.get("message")]
