@@ -14,6 +14,7 @@ YAML says what each model will do:
   the connection closed with no answer; a body that is not JSON). ``xN`` may be ``x99``.
 * ``FAULT=400`` always answers 400 with an API error message.
 * ``FAILFOR=x`` always answers 400 to a model whose name contains ``x``.
+* ``WRONGFOR=x`` a model whose name contains ``x`` answers ``WRONG`` (the marker may repeat).
 * ``SLOW=ms``  waits that long before answering.
 * ``CACHED=n`` reports n cached prompt tokens.
 
@@ -24,6 +25,8 @@ land in the error file.
 
 A model whose name contains ``judge`` answers a grading JSON: score 0.9 when its prompt
 contains ``GOOD``, else 0.1. ``server.answers[model] = text`` forces one model's answer.
+``server.delay_ms[x] = ms`` slows every answer of a model whose name contains ``x``;
+``server.retired.add(model)`` makes a model answer 404 "does not exist", as a shut-down model does.
 Every request is kept in ``server.requests`` (path, headers, body), and ``max_in_flight``
 says how many were served at once. ``leaky=True`` adds the identifying headers OpenAI
 sends, and an organization id in the body, for the secret-scrub tests.
@@ -53,6 +56,8 @@ class FakeOpenAI(LocalHTTPServer):
     def __init__(self, *, leaky: bool = False):
         self.leaky = leaky
         self.answers: dict[str, str] = {}
+        self.delay_ms: dict[str, int] = {}
+        self.retired: set[str] = set()
         self.requests: list[dict] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -69,6 +74,8 @@ class FakeOpenAI(LocalHTTPServer):
             self.requests.clear()
             self._fault_counts.clear()
             self.answers.clear()
+            self.delay_ms.clear()
+            self.retired.clear()
             self.max_in_flight = 0
             self.files.clear()
             self.batches.clear()
@@ -204,6 +211,8 @@ class FakeOpenAI(LocalHTTPServer):
             answer = "WRONG"
         if model.startswith("ft:") and "TUNEDWRONG" in user:
             answer = "WRONG"
+        if any(part in model for part in re.findall(r"WRONGFOR=(\S+)", user)):
+            answer = "WRONG"
         return answer
 
     def _handler(self):
@@ -281,6 +290,14 @@ class FakeOpenAI(LocalHTTPServer):
                 slow = re.search(r"SLOW=(\d+)", user)
                 if slow:
                     time.sleep(int(slow.group(1)) / 1000)
+                delay = max((ms for part, ms in server.delay_ms.items() if part in model), default=0)
+                if delay:
+                    time.sleep(delay / 1000)
+                if model in server.retired:
+                    self._send(404, {"error": {"message": f"The model `{model}` does not exist or you do not have "
+                                                          f"access to it.", "type": "invalid_request_error",
+                                               "code": "model_not_found"}})
+                    return
                 fault = server._fault(model + "\0" + user, user)
                 only = re.search(r"FAILFOR=(\S+)", user)
                 if only and only.group(1) in model:

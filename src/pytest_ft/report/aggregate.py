@@ -135,7 +135,7 @@ def _suite_report(records: list[dict], prices: PriceTable, missing: set[str]) ->
     regressions = [case_id for case_id, change in flips if change == "regressed"]
 
     gain = None
-    if "base" in models and "tuned" in models:
+    if "base" in models and "tuned" in models and None not in (models["tuned"]["accuracy"], models["base"]["accuracy"]):
         gain = models["tuned"]["accuracy"] - models["base"]["accuracy"]
     errored = [case["id"] for case in cases if any(case_verdict(case, role) is Verdict.ERROR for role in roles)]
     flaky = [r["id"] for r in records if any(o.get("flaky") for o in r["outcomes"].values())]
