@@ -166,7 +166,8 @@ def test_a_failed_run_writes_the_others_and_a_rerun_sends_only_the_missing_promp
     again = server.chat_requests()[10:]
     assert sorted(r["body"]["messages"][-1]["content"] for r in again) == ["ticket 2 LABEL=L2 FAULT=500x1",
                                                                           "ticket 7 LABEL=L7 FAULT=500x1"]
-    assert out.read_bytes().startswith(first)  # appended, never rewritten
+    assert set(first.splitlines()) < set(out.read_bytes().splitlines())  # every line kept, byte for byte
+    assert [line["metadata"]["id"] for line in lines_of(out)] == [f"traffic-{i + 1}" for i in range(10)]
     assert {line["messages"][-1]["content"] for line in lines_of(out)} == {f"L{i}" for i in range(10)}
 
     code, printed, _ = freeze(capsys, source, "--model", OLD, "--out", out)
@@ -402,3 +403,13 @@ def test_usage_errors_exit_2(tmp_path, server, capsys):
     code, _, err = freeze(capsys, source, "--model", OLD, "--out", source)
     assert code == 2 and "is the input" in err
     assert source.read_text().count("\n") == 1 and server.chat_requests() == []
+
+
+def test_answers_arrive_in_any_order_and_the_file_lists_them_in_the_prompts_order(tmp_path, server, capsys):
+    """The same prompts make the same file: training a replacement on it is then reproducible."""
+    lines = [chat(f"slow {i} LABEL=L{i} SLOW={300 - 100 * i}", id=f"p{i}") for i in range(3)]
+    source = write_jsonl(tmp_path / "prompts.jsonl", lines)
+    out = tmp_path / "frozen.jsonl"
+    assert main(["freeze", str(source), "--model", OLD, "--out", str(out), "--base-url", server.url]) == 0
+    # p2 answered first and p0 last (their SLOW=), yet the file is in the prompts' order
+    assert [json.loads(line)["metadata"]["id"] for line in out.read_text().splitlines()] == ["p0", "p1", "p2"]

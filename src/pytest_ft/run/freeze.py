@@ -16,6 +16,7 @@ run sends only the prompts the file does not answer yet. A failed call writes no
 from __future__ import annotations
 
 import concurrent.futures
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Coroutine, Iterable
@@ -30,7 +31,7 @@ from ..data.frozen import (
     utc_now,
 )
 from ..data.io import BLANK, iter_parsed, read_suite
-from ..files import append_text
+from ..files import append_text, write_atomic
 from ..recording.cassette import CassetteUnreadable, cassette_path, current_cassette
 from ..redact import scrub
 from ..suite import is_suite_file
@@ -112,7 +113,31 @@ def freeze(prompts: list[Prompt], ref: ModelRef, out: Path, *, runner: Runner, p
             say(f"  warning {prompt.id}: {outcome.warning}")
         if len(todo) >= 20 and (number % step == 0 or number == len(todo)):
             say(f"  {number:,}/{len(todo):,} done, {summary.frozen:,} frozen, {len(summary.failed):,} failed")
+    if summary.frozen:
+        in_prompt_order(out, prompts)
     return summary
+
+
+def in_prompt_order(out: Path, prompts: list[Prompt]) -> None:
+    """List the answers in the prompts' order, not the order they arrived in, so that the same
+    prompts make the same file (and training on it is reproducible). Rewritten atomically: an
+    interruption leaves the file as it was; lines of no prompt given keep their place at the end."""
+    rank: dict[str, int] = {}
+    for number, prompt in enumerate(prompts):
+        rank.setdefault(prompt_key(prompt.messages), number)
+    lines = [line for line in out.read_text(encoding="utf-8").splitlines(keepends=True) if line.strip()]
+
+    def position(item: tuple[int, str]) -> tuple[int, int]:
+        index, line = item
+        try:
+            key = prompt_key(json.loads(line)["messages"][:-1])
+        except (ValueError, KeyError, TypeError):
+            key = None
+        return rank.get(key, len(prompts)), index
+
+    ordered = [line for _, line in sorted(enumerate(lines), key=position)]
+    if ordered != lines:
+        write_atomic(out, "".join(ordered))
 
 
 def _to_send(prompts: Iterable[Prompt], done: FrozenAnswers, summary: FreezeSummary) -> list[Prompt]:
