@@ -11,6 +11,11 @@ the suite live against base and tuned in a pytest process of its own. Two claims
   answer of the live run equals the replayed one, base and tuned, case by case. They were
   recorded from a run of these same commands, and training with a fixed seed is reproducible.
 
+The replacement example is re-created the same way: the sentiment adapter's answers are frozen
+with ``pytest-ft freeze`` (they must equal the committed frozen files), a new adapter is trained
+on the frozen traffic alone (distillation), and the replacement suite run live must pass its gate
+and give the recorded answers.
+
 This takes minutes (most of it training: 2–5 minutes a suite on 2 cores), so it is marked
 ``e2e``: ``pytest -m "not e2e"`` leaves it out. It is skipped when the ``[local]`` extra is not
 installed.
@@ -79,16 +84,23 @@ def local_server(tmp_path_factory):
             proc.kill()
 
 
-def _train(url: str, suite: str, state_dir: Path) -> str:
+_TRAINED: dict[tuple[str, str], str] = {}  # (server, training file) -> the model it made: trained once
+
+
+def _train(url: str, suite: str, state_dir: Path, data: Path | None = None) -> str:
     """``pytest-ft train --wait`` on the suite's training data; the ``ft:`` model id it printed."""
+    data = data or EXAMPLES / "data" / f"{suite}_train.jsonl"
+    if (url, str(data)) in _TRAINED:
+        return _TRAINED[url, str(data)]
     done = subprocess.run(
-        _cli("train", "--model", "gemma-3-270m", "--train", str(EXAMPLES / "data" / f"{suite}_train.jsonl"),
+        _cli("train", "--model", "gemma-3-270m", "--train", str(data),
              "--suffix", suite, "--seed", str(SEED), "--wait", "--base-url", url, "--state-dir", str(state_dir)),
         capture_output=True, text=True, env=_env(), timeout=1800)
     assert done.returncode == 0, done.stdout + done.stderr
     found = re.search(r"^succeeded: (ft:\S+)$", done.stdout, re.M)
     assert found, done.stdout
     assert "Epoch 1/" in done.stdout   # the live status lines showed the server's events
+    _TRAINED[url, str(data)] = found.group(1)
     return found.group(1)
 
 
@@ -103,7 +115,7 @@ def _pytest(cwd: Path, report: Path, *args: str) -> tuple[subprocess.CompletedPr
 
 def _answers(report: dict) -> dict[tuple[str, str], str | None]:
     (suite,) = report["suites"]
-    return {(case["id"], role): case[role]["output"] for case in suite["cases"] for role in ("base", "tuned")}
+    return {(case["id"], role): case[role]["output"] for case in suite["cases"] for role in suite["models"]}
 
 
 @pytest.mark.parametrize("suite", SUITES)
@@ -131,4 +143,40 @@ def test_fine_tuning_beats_base_and_the_recordings_match_a_live_run(suite, local
     recorded, now = _answers(replay_report), _answers(live_report)
     assert recorded.keys() == now.keys()
     different = {key: (recorded[key], now[key]) for key in recorded if recorded[key] != now[key]}
+    assert not different, f"live answers differ from the recordings: {different}"
+
+
+def _frozen_answers(path: Path) -> list[tuple[str, str]]:
+    return [(line["metadata"]["id"], line["messages"][-1]["content"])
+            for line in map(json.loads, path.read_text().splitlines())]
+
+
+def test_a_distilled_replacement_keeps_what_the_retiring_model_did(local_server, tmp_path):
+    reference = _train(local_server, "sentiment", tmp_path / "state")
+    work = tmp_path / "examples"
+    shutil.copytree(EXAMPLES, work, ignore=shutil.ignore_patterns("cassettes"))
+    for prompts in ("traffic", "heldout"):   # freeze the reference's answers, as before a shutdown
+        out = work / "data" / f"sentiment_{prompts}_frozen.jsonl"
+        out.unlink()
+        done = subprocess.run(_cli("freeze", str(work / "data" / f"sentiment_{prompts}.jsonl"), "--model", reference,
+                                   "--out", str(out), "--base-url", local_server, "--param", "temperature=0",
+                                   "--param", "max_tokens=5"), capture_output=True, text=True, env=_env(), timeout=900)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert _frozen_answers(out) == _frozen_answers(EXAMPLES / "data" / out.name)
+
+    distilled = _train(local_server, "distilled", tmp_path / "state", work / "data" / "sentiment_traffic_frozen.jsonl")
+    live, live_report = _pytest(work, tmp_path / "live.json", "replacement.ft.yaml", f"--ft-base-url={local_server}",
+                                f"--ft-model={distilled}", "--ft-disable-recording", "--ft-concurrency=1")
+    assert live.returncode == 0, live.stdout + live.stderr   # its gate: agreement with the reference
+    suite = live_report["suites"][0]
+    assert suite["models"]["reference"]["replayed"] == 24    # the reference answered from its frozen file
+    assert suite["models"]["tuned"]["agreement"] >= 0.85
+    assert suite["models"]["tuned"]["agreement"] > suite["models"]["fewshot"]["agreement"]
+
+    replay_dir = tmp_path / "replay"
+    shutil.copytree(EXAMPLES, replay_dir)
+    replay, replay_report = _pytest(replay_dir, tmp_path / "replay.json", "replacement.ft.yaml", "--ft-record-mode=none")
+    assert replay.returncode == 0, replay.stdout + replay.stderr
+    recorded, now = _answers(replay_report), _answers(live_report)
+    different = {key: (recorded[key], now[key]) for key in recorded if recorded[key] != now.get(key)}
     assert not different, f"live answers differ from the recordings: {different}"

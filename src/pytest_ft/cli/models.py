@@ -19,7 +19,7 @@ import datetime
 import json
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tabulate import tabulate
@@ -33,7 +33,7 @@ from ..report.retirement import (
     RetirementFileError,
     warning,
 )
-from ..training.api import Api, display_url, error_fields, make_client
+from ..training.api import Api, display_url, make_client
 from ..training.errors import JobError
 from ..training.job_info import as_int, as_str
 from ..training.remote import list_raw
@@ -56,16 +56,6 @@ class TunedModel:
     job: str | None = None
 
 
-def _with_api_message(api: Api, what: str) -> Callable[[openai.APIStatusError], str | None]:
-    """The usual explanation of a 401, plus what the API said about the key (never the key itself)."""
-    def explain(exc: openai.APIStatusError) -> str | None:
-        message = error_fields(exc)[0]
-        if exc.status_code == 401 and message:
-            return f"{api._explain(exc, what)} The API said: {message}"
-        return None
-    return explain
-
-
 def _is_tuned(model: dict, orgs: set[str]) -> bool:
     """An ``ft:`` id, or a model owned by an organization or user rather than by the provider.
 
@@ -80,7 +70,7 @@ def list_tuned_models(client: openai.OpenAI) -> list[TunedModel]:
     """The fine-tuned models the key can see, from ``/models`` and every page of jobs, merged by id."""
     api = Api(client)
     what = "listing models"
-    listed = api.get("/models", what=what, explain=_with_api_message(api, what)).get("data")
+    listed = api.get("/models", what=what).get("data")
     jobs = list_raw(api, limit=MAX_JOB_PAGES * 100, max_pages=MAX_JOB_PAGES)
     orgs = {org for org in (as_str(j.get("organization_id")) for j in jobs) if org}
     found: dict[str, TunedModel] = {}

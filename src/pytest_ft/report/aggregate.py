@@ -74,7 +74,7 @@ def build_report(aggregator: Aggregator, prices: PriceTable, baseline: dict | No
             suite["baseline"] = diffs.get(suite_key(suite))
         suite["gate"] = check_gate(suite)
         if suite["cost_benefit"] is not None:
-            suite["cost_benefit"]["cheapest_passing"] = _cheapest_passing(suite)
+            suite["cost_benefit"].update(_cheapest_passing(suite))
     replayed = sum(1 for r in aggregator.cases for o in r["outcomes"].values() if o["replayed"])
     total_calls = sum(1 for r in aggregator.cases for o in r["outcomes"].values() if o["output"] is not None)
     report = {
@@ -181,13 +181,15 @@ def _percentile(values: list[float], q: float) -> float | None:
     return values[max(0, math.ceil(q * len(values)) - 1)] if values else None
 
 
-def _cheapest_passing(suite: dict) -> str | None:
-    """Among the models that could replace the reference (or the tuned model's rivals), the
-    cheapest per request of those whose own figures pass the gate."""
-    per_1000 = suite["cost_benefit"]["per_1000_requests_usd"]
-    passing = [role for role, failures in suite["gate"]["models"].items()
-               if not failures and per_1000.get(role) is not None]
-    return min(passing, key=lambda role: per_1000[role], default=None)
+def _cheapest_passing(suite: dict) -> dict:
+    """Of the models whose own figures pass the gate, the cheapest per request: by price when
+    every one of them has one, else by tokens per request (what a price would multiply)."""
+    entry = suite["cost_benefit"]
+    passing = [role for role, failures in suite["gate"]["models"].items() if not failures]
+    by = "cost" if all(entry["per_1000_requests_usd"].get(r) is not None for r in passing) else "tokens"
+    figures = entry["per_1000_requests_usd"] if by == "cost" else entry["tokens_per_request"]
+    known = [role for role in passing if figures.get(role) is not None]
+    return {"cheapest_passing": min(known, key=figures.__getitem__, default=None), "cheapest_by": by}
 
 
 def _cost_benefit(models: dict, gain: float | None, training: dict | None, prices: PriceTable,
@@ -206,6 +208,8 @@ def _cost_benefit(models: dict, gain: float | None, training: dict | None, price
                    for role, m in models.items()}
     entry: dict[str, Any] = {
         "per_1000_requests_usd": {role: None if c is None else c * 1000 for role, c in per_request.items()},
+        "tokens_per_request": {role: round((m["prompt_tokens"] + m["completion_tokens"]) / m["requests"], 1)
+                               if m["requests"] else None for role, m in models.items()},
         "gain": gain, "training": None, "break_even_requests": {}, "reference": reference}
     training_usd = None
     if training is not None:

@@ -10,7 +10,8 @@ concurrency limit, retries and rate limiting apply, and each prompt's call can b
 in a cassette of its own: with the recordings, the freezing itself replays once the model
 is gone. Each answer is appended to the file as soon as it arrives, on the runner's loop
 thread: a run that is interrupted keeps every answer it received, whole, and the next
-run sends only the prompts the file does not answer yet. A failed call writes nothing.
+run sends only the prompts the file does not answer yet. A failed call writes nothing. Once
+every answer is in, the file is rewritten (atomically) in the prompts' order.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import concurrent.futures
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Coroutine, Iterable
+from typing import Any, Callable, Iterable
 
 from ..data.errors import DataError
 from ..data.frozen import (
@@ -36,7 +37,7 @@ from ..recording.cassette import CassetteUnreadable, cassette_path, current_cass
 from ..redact import scrub
 from ..suite import is_suite_file
 from ..suite.errors import SuiteError
-from ..suite.load import _check_messages, _name
+from ..suite.load import check_messages, check_name
 from .runner import (
     Answer,
     ApiError,
@@ -95,7 +96,7 @@ def freeze(prompts: list[Prompt], ref: ModelRef, out: Path, *, runner: Runner, p
 
     def submit(prompt: Prompt) -> concurrent.futures.Future:
         recording = cassette_path(cassette_dir, suite, prompt.id) if cassette_dir else None
-        return runner.submit_batch(_OnLoop(_freeze_one(runner, ref, prompt, params, out, recording)))
+        return runner.spawn(_freeze_one(runner, ref, prompt, params, out, recording))
 
     futures = {submit(prompt): prompt for prompt in todo}
     step = max(1, len(todo) // 10)
@@ -168,17 +169,6 @@ def _to_send(prompts: Iterable[Prompt], done: FrozenAnswers, summary: FreezeSumm
         else:
             todo.append(prompt)
     return todo
-
-
-@dataclass
-class _OnLoop:
-    """Work for :meth:`Runner.submit_batch`, which runs any ``run()`` coroutine on the runner's loop
-    and cancels it when the runner closes (Ctrl-C): the runner has no other door for it."""
-
-    coroutine: Coroutine
-
-    def run(self) -> Coroutine:
-        return self.coroutine
 
 
 @dataclass
@@ -279,14 +269,14 @@ def _jsonl_prompt(obj: Any, path: Path, lineno: int) -> Prompt:
     if not isinstance(metadata, dict):
         raise ValueError("metadata: must be an object")
     try:
-        messages = _check_messages(obj.get("messages"), path, lineno, "messages")
+        messages = check_messages(obj.get("messages"), path, lineno, "messages")
     except SuiteError as exc:
         raise ValueError(f"{exc.key}: {exc.message}") from None
     prompt = messages[:-1] if messages[-1]["role"] == "assistant" else messages
     if not prompt:
         raise ValueError("messages: no prompt before the assistant message")
     try:
-        case_id = _name(metadata.get("id") or f"{path.stem}-{lineno}")
+        case_id = check_name(metadata.get("id") or f"{path.stem}-{lineno}")
     except ValueError as exc:
         raise ValueError(f"metadata.id: {exc}") from None
     return Prompt(case_id, prompt, f"{path}:{lineno}")

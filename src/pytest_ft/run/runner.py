@@ -292,14 +292,15 @@ class Runner:
     # -- public, called from pytest's thread -------------------------------------------------
 
     def submit(self, job: CaseJob) -> concurrent.futures.Future:
-        future = asyncio.run_coroutine_threadsafe(self.run_case(job), self._loop)
-        self._futures.add(future)
-        future.add_done_callback(self._futures.discard)
-        return future
+        return self.spawn(self.run_case(job))
 
     def submit_batch(self, run) -> concurrent.futures.Future:
         """Run a :class:`~pytest_ft.batch.BatchRun` on the loop; its future gives results by case id."""
-        future = asyncio.run_coroutine_threadsafe(run.run(), self._loop)
+        return self.spawn(run.run())
+
+    def spawn(self, coroutine) -> concurrent.futures.Future:
+        """Run ``coroutine`` on the loop; :meth:`close` (Ctrl-C) cancels it if it is still running."""
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         self._futures.add(future)
         future.add_done_callback(self._futures.discard)
         return future

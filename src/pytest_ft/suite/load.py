@@ -108,7 +108,7 @@ def parse_suite(data: Any, path: Path) -> Suite:
     name = path.name.split(".ft.")[0]
     if "suite" in root:
         try:
-            name = _name(root["suite"])
+            name = check_name(root["suite"])
         except ValueError as exc:
             raise err("suite", str(exc)) from None
     system = root.get("system")
@@ -180,7 +180,7 @@ def parse_repeat(node: LineMap, path: Path, prefix: str) -> tuple[int | None, st
     return repeat, pass_if
 
 
-def _name(value: Any) -> str:
+def check_name(value: Any) -> str:
     """The one rule for case ids and suite names: they name pytest items (split on ``::``) and files."""
     if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
         raise ValueError("must be a non-empty string")
@@ -333,7 +333,7 @@ def _parse_thresholds(root: LineMap, path: Path) -> dict[str, float]:
     return out
 
 
-def _check_messages(messages: Any, path: Path, line: int | None, key: str) -> list[dict]:
+def check_messages(messages: Any, path: Path, line: int | None, key: str) -> list[dict]:
     if not isinstance(messages, list) or not messages:
         raise SuiteError(path, line, key, "must be a non-empty list of {role, content} messages")
     for i, message in enumerate(messages):
@@ -364,7 +364,7 @@ def _parse_case(raw: Any, index: int, path: Path, system: str | None, params: di
     if raw.get("id") is None:
         raise SuiteError(path, raw.line, "id", f"case #{index + 1} has no 'id'")
     try:
-        case_id = _name(raw["id"])
+        case_id = check_name(raw["id"])
     except ValueError as exc:
         raise SuiteError(path, raw.line_of("id"), "id", str(exc)) from None
     if ("input" in raw) == ("messages" in raw):
@@ -379,7 +379,7 @@ def _parse_case(raw: Any, index: int, path: Path, system: str | None, params: di
             raise SuiteError(path, raw.line_of("input"), "input", "must be a string (the user message)")
         messages = [{"role": "user", "content": raw["input"]}]
     else:
-        messages = _check_messages(raw["messages"], path, raw.line_of("messages"), "messages")
+        messages = check_messages(raw["messages"], path, raw.line_of("messages"), "messages")
     case_params = {**params, **_params(raw, path)}
     grader, spec = default_grader, default_spec
     if "grader" in raw:
@@ -440,7 +440,7 @@ def _jsonl_case(text: bytes, number: int, path: Path, system: str | None, params
     if not isinstance(metadata, dict):
         raise ValueError("metadata: must be an object")
     try:
-        messages = _check_messages(example.get("messages"), path, None, "messages")
+        messages = check_messages(example.get("messages"), path, None, "messages")
     except SuiteError as exc:
         raise ValueError(f"{exc.key}: {exc.message}") from None
     labelled = messages[-1]["role"] == "assistant"
@@ -450,7 +450,7 @@ def _jsonl_case(text: bytes, number: int, path: Path, system: str | None, params
     if labelled and len(messages) < 2:
         raise ValueError("needs a prompt before the assistant message (the expected answer)")
     try:
-        case_id = _name(example.get("id") or metadata.get("id") or f"line{number}")
+        case_id = check_name(example.get("id") or metadata.get("id") or f"line{number}")
     except ValueError as exc:
         raise ValueError(f"id: {exc}") from None
     expected = messages[-1].get("content") if labelled else None

@@ -29,6 +29,10 @@ def cost_benefit_lines(entry: Mapping[str, Any]) -> list[str]:
                      f"{'n/a' if tokens is None else f'{tokens:,}'} trained tokens)")
     per = ", ".join(f"{role} {fmt_cost(cost)}" for role, cost in entry["per_1000_requests_usd"].items())
     lines.append(f"inference per 1,000 requests (USD): {per}; gain {fmt_pp(entry['gain'])}")
+    tokens = entry.get("tokens_per_request") or {}
+    if tokens:
+        lines.append("tokens per request: " + ", ".join(f"{role} {'n/a' if n is None else f'{n:,.0f}'}"
+                                                        for role, n in tokens.items()))
     for role, requests in entry["break_even_requests"].items():
         if requests == "never":
             lines.append(f"break-even against {role}: never (it costs no more per request than the tuned model)")
@@ -39,7 +43,10 @@ def cost_benefit_lines(entry: Mapping[str, Any]) -> list[str]:
     if "cheapest_passing" in entry:
         cheapest = entry["cheapest_passing"]
         if cheapest is None:
-            lines.append("cheapest model that passes the gate: none passes (or their costs are unknown)")
+            lines.append("cheapest model that passes the gate: none passes")
+        elif entry.get("cheapest_by") == "tokens":
+            lines.append(f"cheapest model that passes the gate: {cheapest} (fewest tokens per request, "
+                         f"{entry['tokens_per_request'][cheapest]:,.0f}; prices unknown: pass --ft-prices)")
         else:
             lines.append(f"cheapest model that passes the gate: {cheapest} "
                          f"({fmt_cost(entry['per_1000_requests_usd'][cheapest])} USD per 1,000 requests)")

@@ -77,6 +77,9 @@ def render(report: dict) -> str:
     calls = report["calls"]
     lines.append(f"model calls: {calls['replayed']} replayed from recordings, {calls['live']} live")
     lines.extend(f"warning: {line}" for line in retirement_lines(report))
-    for model in report["unpriced_models"]:
-        lines.append(f"warning: no price known for {model!r}: its cost shows as n/a (add it with --ft-prices)")
+    unpriced = report["unpriced_models"]
+    if unpriced:
+        names = ", ".join(repr(m) for m in unpriced)
+        lines.append(f"warning: no price known for {names}: {'its cost shows' if len(unpriced) == 1 else 'their costs show'}"
+                     f" as n/a (add {'it' if len(unpriced) == 1 else 'them'} with --ft-prices)")
     return "\n".join(lines)
