@@ -27,6 +27,11 @@ A model whose name contains ``judge`` answers a grading JSON: score 0.9 when its
 contains ``GOOD``, else 0.1. ``server.answers[model] = text`` forces one model's answer.
 ``server.delay_ms[x] = ms`` slows every answer of a model whose name contains ``x``;
 ``server.retired.add(model)`` makes a model answer 404 "does not exist", as a shut-down model does.
+``server.replies[marker] = {x: reply}``: to a last user message containing ``marker``, a model whose
+name contains ``x`` answers ``reply``: a text, or ``{"content": ..., "calls": [(name, arguments)]}``
+with ``arguments`` a dict (sent as JSON) or a string (sent as it is: malformed JSON on purpose).
+``server.judge_first = True`` makes a judge answer pairwise comparisons with whichever answer is
+shown first (position bias) unless one answer contains ``BETTER`` and the other not.
 Every request is kept in ``server.requests`` (path, headers, body), and ``max_in_flight``
 says how many were served at once. ``leaky=True`` adds the identifying headers OpenAI
 sends, and an organization id in the body, for the secret-scrub tests.
@@ -58,6 +63,8 @@ class FakeOpenAI(LocalHTTPServer):
         self.answers: dict[str, str] = {}
         self.delay_ms: dict[str, int] = {}
         self.retired: set[str] = set()
+        self.replies: dict[str, dict[str, object]] = {}
+        self.judge_first = False
         self.requests: list[dict] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -76,6 +83,8 @@ class FakeOpenAI(LocalHTTPServer):
             self.answers.clear()
             self.delay_ms.clear()
             self.retired.clear()
+            self.replies.clear()
+            self.judge_first = False
             self.max_in_flight = 0
             self.files.clear()
             self.batches.clear()
@@ -153,13 +162,24 @@ class FakeOpenAI(LocalHTTPServer):
         batch["request_counts"] = {"total": len(lines), "completed": len(outputs), "failed": len(errors)}
 
     def completion(self, model: str, messages: list[dict], user: str) -> dict:
-        text = self.answer(model, messages)
+        message = {"role": "assistant", "content": None, "refusal": None}
+        reply = next((by_model[part] for marker, by_model in self.replies.items() if marker in user
+                      for part in by_model if part in model), None)
+        if isinstance(reply, dict):
+            message["content"] = reply.get("content")
+            message["tool_calls"] = [
+                {"id": f"call_{i}", "type": "function", "function": {
+                    "name": name, "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments)}}
+                for i, (name, arguments) in enumerate(reply.get("calls", []))] or None
+        else:
+            message["content"] = reply if isinstance(reply, str) else self.answer(model, messages)
+        text = message["content"] or ""
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in messages) + 3 * len(messages)
         cached = re.search(r"CACHED=(\d+)", user)
         return {
             "id": "chatcmpl-test", "object": "chat.completion", "created": 1700000000, "model": model,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": text, "refusal": None}}],
+            "choices": [{"index": 0, "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
+                         "message": message}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(text.split()),
                       "total_tokens": prompt_tokens + len(text.split()),
                       "prompt_tokens_details": {"cached_tokens": int(cached.group(1)) if cached else 0}},
@@ -183,10 +203,25 @@ class FakeOpenAI(LocalHTTPServer):
             self._fault_counts[key] = seen + 1
         return kind if seen < times else None
 
+    def _pairwise(self, prompt: str) -> str:
+        """A judge comparing answers A and B: it prefers the one holding BETTER; when neither or both
+        do, it picks A if ``judge_first`` (a position bias), else says tie."""
+        a = prompt.split("<answer_A>", 1)[1].split("</answer_A>", 1)[0]
+        b = prompt.split("<answer_B>", 1)[1].split("</answer_B>", 1)[0]
+        if "UNREADABLE" in a + b:
+            return "I cannot decide, sorry."
+        if ("BETTER" in a) != ("BETTER" in b):
+            choice = "A" if "BETTER" in a else "B"
+        else:
+            choice = "A" if self.judge_first else "tie"
+        return json.dumps({"choice": choice, "reason": "compared"})
+
     def answer(self, model: str, messages: list[dict]) -> str:
         if model in self.answers:
             return self.answers[model]
         user = _last_user(messages)
+        if "judge" in model and "<answer_A>" in str(messages[-1].get("content")):
+            return self._pairwise(str(messages[-1]["content"]))
         if "judge" in model:
             prompt = json.dumps(messages)
             score = 0.9 if "GOOD" in prompt else 0.1

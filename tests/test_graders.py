@@ -637,15 +637,15 @@ def test_judge_answer_forms():
         assert (g.passed, g.score) == (passed, pytest.approx(score)), answer
 
 
-def test_judge_answer_not_understood():
+def test_a_judge_reply_not_understood_is_unscored_not_a_miss():
     for answer, detail in [("I think it's good", "Expecting value"), ('{"score": 150}', "out of range"),
                            ('{"score": -1}', "out of range"), ('{"score": "high"}', "not a number"),
                            ('{"verdict": "pass"}', "no 'score'"), ('{"score": "3/0"}', "divides by zero"),
                            ('{"score": "120%"}', "out of range")]:
         ctx, _ = judge_ctx(answer)
         g = grade(RUBRIC, "x", "y", ctx)
-        assert not g.passed and g.score == 0.0
-        assert g.reason.startswith("judge answer not understood:") and detail in g.reason, g.reason
+        assert g.unscored and not g.passed and g.score == 0.0
+        assert g.reason.startswith("judge reply not understood:") and detail in g.reason, g.reason
 
 
 def test_judge_options():

@@ -13,6 +13,7 @@ Outcomes:
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -98,7 +99,9 @@ def _xdist_queue(config: pytest.Config):
 
 
 def _short(value: Any, limit: int = 300) -> str:
-    text = value if isinstance(value, str) else repr(value)
+    """One line of a failure message: JSON for structured values, line breaks shown as ⏎."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    text = text.replace("\r\n", "\n").replace("\n", " ⏎ ")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

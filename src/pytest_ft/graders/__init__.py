@@ -9,7 +9,7 @@ Each grader type is a factory registered with ``@grader("name")``: its typed key
 arguments are the spec's options, checked before any model call, and it returns a closure
 wrapped as a :class:`SyncGrader` (no I/O) or an :class:`AsyncGrader`. One module per family:
 ``text`` (exact, choices, contains, not_contains, regex), ``json``, ``numeric``,
-``similarity``, ``judge``, ``python``, ``combine`` (all, any, weighted). Importing this
+``similarity``, ``tool_call``, ``judge``, ``python``, ``combine`` (all, any, weighted). Importing this
 package registers them all; plugins add their own through the ``pytest_ft_register_graders``
 hook or the same decorator.
 
@@ -17,7 +17,7 @@ Graders other than ``judge`` do no I/O: a run grades tens of thousands of answer
 per-call cost must stay in microseconds.
 """
 
-from . import combine, json, judge, numeric, python, similarity, text  # noqa: F401  (importing registers them)
+from . import combine, json, judge, numeric, python, similarity, text, tool_call  # noqa: F401  (importing registers them)
 from .base import AsyncGrader, Grade, GradeContext, Grader, GraderError, JudgeUnavailable, SyncGrader
 from .judge import JUDGE_SYSTEM
 from .registry import GRADERS, build_grader, grader, register

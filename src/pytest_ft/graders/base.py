@@ -14,14 +14,24 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True, slots=True)
 class Grade:
-    """The verdict on one answer. ``score`` is in [0, 1]; ``reason`` is one short human line."""
+    """The verdict on one answer. ``score`` is in [0, 1]; ``reason`` is one short human line.
+
+    ``unscored``: the grader could not say (a judge reply it cannot read). Such an answer is
+    neither right nor wrong: it is left out of accuracy and significance, and counted apart.
+    """
 
     passed: bool
     score: float
     reason: str = ""
+    unscored: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "score": self.score, "reason": self.reason}
+        entry = {"passed": self.passed, "score": self.score, "reason": self.reason}
+        return {**entry, "unscored": True} if self.unscored else entry
+
+
+def unscored(reason: str) -> Grade:
+    return Grade(False, 0.0, reason, unscored=True)
 
 
 class GraderError(ValueError):
@@ -60,6 +70,11 @@ class GradeContext:
 
     messages: list[dict] = field(default_factory=list)
     judge: Callable[..., Awaitable[str]] | None = None
+    # The answer's tool calls, each {"id", "name", "arguments" (parsed, or None when the model's
+    # JSON is malformed), "raw_arguments" (the string as sent), "error" (why it did not parse)};
+    # None when the model called no tool.
+    tool_calls: list[dict] | None = None
+    tools: list[dict] | None = None  # the tools the request offered (OpenAI's "tools" parameter)
 
 
 class Grader(Protocol):

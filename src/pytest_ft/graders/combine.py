@@ -2,6 +2,11 @@
 
 Children that need no I/O run first and synchronously, before any judge call, which an
 earlier verdict may make unnecessary (``all`` stops at the first fail, ``any`` at the first pass).
+
+An *unscored* child (a judge reply that could not be read) is neither a pass nor a fail: ``all``
+still fails on any scored fail, ``any`` still passes on any scored pass, and otherwise the
+combination is unscored too; ``weighted`` is unscored as soon as one of its children is, since
+its mean would need that child's score. The reason names the unscored children.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .base import AsyncGrader, Grade, GradeContext, Grader, GraderError, SyncGrader, unit
+from .base import AsyncGrader, Grade, GradeContext, Grader, GraderError, SyncGrader, unit, unscored
 from .registry import build_children, grader
 
 Children = list[tuple[str, Grader]]  # (label, grader): the label names the child in reasons
@@ -20,13 +25,19 @@ Children = list[tuple[str, Grader]]  # (label, grader): the label names the chil
 
 @grader("all")
 def all_of(*, graders: list[Any], base_dir: Path | None = None) -> Grader:
-    """Passes iff every grader in ``graders`` passes; score = the lowest. A plain YAML list of graders means this."""
+    """Passes iff every grader in ``graders`` passes; score = the lowest. A plain YAML list of graders means this.
+
+    Fails if any scored child fails; otherwise unscored if any child is unscored.
+    """
     return every(build_children(graders, base_dir, "graders"))
 
 
 @grader("any")
 def any_of(*, graders: list[Any], base_dir: Path | None = None) -> Grader:
-    """Passes iff at least one grader in ``graders`` passes (alternative acceptable forms); score = the highest."""
+    """Passes iff at least one grader in ``graders`` passes (alternative acceptable forms); score = the highest.
+
+    Passes if any scored child passes; otherwise unscored if any child is unscored.
+    """
     return _sequential("any", build_children(graders, base_dir, "graders"), decides_on=True, combine=max)
 
 
@@ -40,19 +51,25 @@ def every(children: Children) -> Grader:
 def _sequential(name: str, children: Children, *, decides_on: bool,
                 combine: Callable[[Iterable[float]], float]) -> AsyncGrader:
     """Children in cheap-first order, stopping at the first whose verdict is ``decides_on``."""
-    order = sorted(children, key=lambda c: type(c[1]) is not SyncGrader)
+    # (position in the spec, label, grader): positions name unscored children in reasons
+    order = sorted(((i, label, g) for i, (label, g) in enumerate(children)),
+                   key=lambda c: type(c[2]) is not SyncGrader)
 
     async def grade(output: str, expected: Any, ctx: GradeContext | None) -> Grade:
-        results = []
-        for label, g in order:
+        results: list[tuple[int, str, Grade]] = []
+        for i, label, g in order:
             r = g.grade(output, expected) if type(g) is SyncGrader else await g(output, expected, ctx)
-            results.append((label, r))
-            if r.passed is decides_on:
-                return Grade(r.passed, combine(x.score for _, x in results), f"{label}: {r.reason}")
+            results.append((i, label, r))
+            if r.passed is decides_on and not r.unscored:
+                score = combine(x.score for _, _, x in results if not x.unscored)
+                return Grade(r.passed, score, f"{label}: {r.reason}")
         if len(results) == 1:
-            return results[0][1]
-        reasons = "; ".join(f"{label}: {r.reason}" for label, r in results)
-        return Grade(not decides_on, combine(x.score for _, x in results),
+            return results[0][2]
+        reasons = "; ".join(f"{label}: {r.reason}" for _, label, r in results)
+        if any(r.unscored for _, _, r in results):
+            return unscored(f"{_unscored_labels(results)} unscored and no scored {'pass' if decides_on else 'fail'}: "
+                            + reasons)
+        return Grade(not decides_on, combine(x.score for _, _, x in results),
                      reasons if not decides_on else "none passed: " + reasons)
 
     return _combination(name, grade, children)
@@ -63,6 +80,7 @@ def weighted(*, graders: list[Any], threshold: float = 0.7, base_dir: Path | Non
     """Score = the weighted mean of the graders' scores; passes iff it is >= ``threshold`` (0.7).
 
     Each item of ``graders`` may carry a ``weight`` (a number > 0, default 1) next to its type.
+    Unscored if any child is unscored (the reason says which).
     """
     unit("threshold", threshold)
     specs, weights = [], []
@@ -89,6 +107,10 @@ def weighted(*, graders: list[Any], threshold: float = 0.7, base_dir: Path | Non
             for (i, _), r in zip(pending, await asyncio.gather(*(c for _, c in pending))):
                 results[i] = r
         grades: list[Grade] = results  # type: ignore[assignment]
+        if any(r.unscored for r in grades):
+            labelled = [(i, label, r) for i, ((label, _), r) in enumerate(zip(children, grades))]
+            return unscored(f"{_unscored_labels(labelled)} unscored, so no weighted score: "
+                            + "; ".join(f"{label}: {r.reason}" for _, label, r in labelled if r.unscored))
         score = sum(w * r.score for w, r in zip(weights, grades)) / sum(weights)
         passed = score >= threshold - 1e-12
         parts = ", ".join(f"{label} {r.score:.2f}×{w:g}" for (label, _), w, r in zip(children, weights, grades))
@@ -97,6 +119,11 @@ def weighted(*, graders: list[Any], threshold: float = 0.7, base_dir: Path | Non
         return Grade(passed, score, "; ".join([reason, *failed]))
 
     return _combination("weighted", grade, children)
+
+
+def _unscored_labels(results: list[tuple[int, str, Grade]]) -> str:
+    """Which children are unscored, by label and 1-based position in the spec: ``judge #2, python #3``."""
+    return ", ".join(f"{label} #{i + 1}" for i, label, r in sorted(results, key=lambda x: x[0]) if r.unscored)
 
 
 def _combination(name: str, grade: Callable[[str, Any, GradeContext | None], Awaitable[Grade]],

@@ -19,7 +19,7 @@ from .baseline import compare, suite_key
 from .gate import check_gate, run_passed
 from .pricing import PriceTable
 from .retirement import RetirementCalendar, warning
-from .stats import suite_significance
+from .stats import position_bias, sign_test, suite_significance, win_rate
 
 REPORT_VERSION = 1
 
@@ -151,6 +151,7 @@ def _suite_report(records: list[dict], prices: PriceTable, missing: set[str]) ->
                     for kind in ("kept", "lost", "newly_right")}
     report = {
         "suite": first["suite"], "file": first["file"], "thresholds": first["thresholds"], "batch": batch,
+        "preference": _preference(records, judge),
         "cost_benefit": cost_benefit,
         "gate": None, "models": models, "gain": gain, "judge": judge,
         "fixed": fixed, "regressions": regressions, "errored": errored, "flaky": flaky,
@@ -174,6 +175,26 @@ def _retirements(suites: list[dict], calendar: RetirementCalendar, today: _dt.da
                 warnings[m["model"]] = {"model": m["model"], "retires": m["retires"], "days_left": m["days_left"],
                                         "source": found.source, "message": message}
     return list(warnings.values())
+
+
+def _preference(records: list[dict], judge: dict | None) -> dict | None:
+    """Pairwise judgements over the suite: wins, ties and losses of the first role over the
+    second, the win rate with its interval, a sign test, and how often the judge picked the
+    answer it was shown first (near 0.5 for a judge that ignores order)."""
+    judged = [(r["id"], r["preference"]) for r in records if r.get("preference")]
+    if not judged:
+        return None
+    by: dict[str, list[str]] = {"win": [], "tie": [], "loss": [], "unscored": []}
+    for case_id, p in judged:
+        by[p["outcome"]].append(case_id)
+    wins, ties, losses = len(by["win"]), len(by["tie"]), len(by["loss"])
+    rate = win_rate(wins, ties, losses)
+    return {"roles": judged[0][1]["roles"], "judge": judge["model"] if judge else None,
+            "wins": wins, "ties": ties, "losses": losses, "unscored": len(by["unscored"]),
+            "win_rate": rate["rate"], "ci": rate["ci"], "sign_test_p": sign_test(wins, losses),
+            "position_bias": position_bias(sum(p["first_slot_picks"] for _, p in judged),
+                                           sum(p["decisive"] for _, p in judged)),
+            "cases": by}
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -248,10 +269,12 @@ def _case_entry(record: dict) -> dict:
              "expected": record["expected"], "labelled": record.get("labelled", True),
              "errors": record["errors"], "error": record.get("error"),
              "cassette": record["cassette"]}
+    if record.get("preference"):
+        entry["preference"] = record["preference"]
     for role, outcome in record["outcomes"].items():
         entry[role] = {k: outcome[k] for k in ("model", "output", "passed", "score", "reason", "replayed", "error",
                                                 "prompt_tokens", "completion_tokens", "samples", "pass_rate", "flaky",
-                                                "latency_ms", "unscored", "agreement")
+                                                "latency_ms", "unscored", "agreement", "tool_calls")
                        if k in outcome}
         entry[role]["verdict"] = str(verdict(outcome, record.get("error")))
     return entry

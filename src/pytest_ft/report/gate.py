@@ -40,6 +40,18 @@ def check_gate(suite: dict) -> dict:
             p = "p=n/a" if significance is None else p_phrase(significance["p_value"])
             small = " (too few cases or flips to tell)" if significance and significance["too_small"] else ""
             failures.append(f"gain not significant: McNemar {p} > {thresholds['max_p_value']:g}{small}")
+    if "min_win_rate" in thresholds:
+        pref = suite.get("preference")
+        rate = pref["win_rate"] if pref else None
+        if rate is None or rate < thresholds["min_win_rate"] - 1e-12:
+            who = " over ".join(pref["roles"]) if pref else "(no pairwise judgement: set prefer: in the suite)"
+            failures.append(f"win rate of {who} {fmt_pct(rate)} < {fmt_pct(thresholds['min_win_rate'])}")
+    if "max_unscored" in thresholds:
+        pref = suite.get("preference") or {}
+        unscored = suite["models"].get("tuned", {}).get("unscored", 0) + pref.get("unscored", 0)
+        if unscored > thresholds["max_unscored"]:
+            failures.append(f"{unscored} answer(s) or comparison(s) a judge could not score "
+                            f"(max {thresholds['max_unscored']:g})")
     return {"passed": not failures, "failures": failures, "models": per_model}
 
 

@@ -231,3 +231,65 @@ def suite_significance(suite_report: dict, base: str = "base", tuned: str = "tun
         "too_small": too_small,
         "verdict": verdict(b, c, n, p, too_small, alpha),
     }
+
+
+# Pairwise preference (see pytest_ft.graders.prefer): each case is a win, tie or loss of one
+# model's answer against the other's, judged in both orders.
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test: is one model preferred more often than the other?
+
+    Ties are left out, the usual treatment of zero differences in the sign test (Dixon & Mood
+    (1946), "The statistical sign test", JASA 41:557-566): under "neither answer is better"
+    each decisive case is a win with probability 1/2, so min(wins, losses) is
+    Binomial(wins + losses, 1/2) and
+
+        p = min(1, 2 · Σ_{k ≤ min(wins, losses)} C(wins + losses, k) / 2^(wins + losses)),
+
+    1.0 when no case was decisive. The same exact binomial test as :func:`mcnemar_exact`, where
+    the flips play the part of the decisive cases.
+    """
+    if wins < 0 or losses < 0:
+        raise ValueError(f"wins and losses must be >= 0, got wins={wins}, losses={losses}")
+    return mcnemar_exact(losses, wins)
+
+
+def win_rate(wins: int, ties: int, losses: int, confidence: float = 0.95) -> dict[str, Any]:
+    """The win rate, ties counting half, with a Wilson score interval.
+
+    ``rate = (wins + ties/2) / n`` with n = wins + ties + losses, the convention of chess scores
+    and of LLM leaderboards (AlpacaEval counts a tie as half a win; Li et al. (2023), "AlpacaEval:
+    An automatic evaluator of instruction-following models"). 0.5 means no difference.
+
+    The interval is Wilson's score interval (Wilson (1927), JASA 22:209-212; see
+    :func:`wilson_interval`) on the proportion (wins + ties/2) / n, with n = all cases, ties
+    included. Each case scores 1, 1/2 or 0, and such a score has variance
+    E[X²] − p² ≤ E[X] − p² = p(1 − p), at most that of a win/loss coin with the same mean; so
+    treating the n cases as Bernoulli trials makes the interval conservative (a little too
+    wide) when there are ties, and exact Wilson when there are none. The alternative, leaving
+    ties out of n, would answer another question (who wins when someone wins) and overstate
+    the gain when most cases tie.
+
+    Returns ``{"rate": float | None, "ci": (low, high) | None}``, both None when n = 0.
+    """
+    if wins < 0 or ties < 0 or losses < 0:
+        raise ValueError(f"counts must be >= 0, got wins={wins}, ties={ties}, losses={losses}")
+    n = wins + ties + losses
+    if n == 0:
+        return {"rate": None, "ci": None}
+    score = wins + ties / 2
+    return {"rate": score / n, "ci": wilson_interval(score, n, confidence)}  # type: ignore[arg-type]
+
+
+def position_bias(first_slot_picks: int, decisive: int) -> float | None:
+    """Of the judge's decisive replies (A or B, not tie), the share that picked the answer shown first.
+
+    Every case is judged in both orders, so each answer is shown first once: a judge whose
+    verdict does not depend on order picks A exactly half the time, 0.5. Above 0.5 it favours
+    the first slot, below the second (Zheng et al. (2023), "Judging LLM-as-a-Judge with
+    MT-Bench and Chatbot Arena", §3.3). None when no reply was decisive.
+    """
+    if first_slot_picks < 0 or decisive < 0 or first_slot_picks > decisive:
+        raise ValueError(f"need 0 <= first_slot_picks <= decisive, got {first_slot_picks} and {decisive}")
+    return first_slot_picks / decisive if decisive else None

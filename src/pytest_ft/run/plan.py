@@ -33,6 +33,7 @@ class SuitePlan:
     batch: bool = False
     training: dict | None = None  # the fine-tuning job the tuned model came from, when known
     agreement: Any = None  # the grader of agreement with the reference (None: each case's grader)
+    prefer: dict | None = None  # a pairwise judgement per case: {roles, rubric, model, include_expected}
 
     @property
     def reference(self) -> str | None:
@@ -122,6 +123,18 @@ class Planner:
         judge = None
         if judge_model:
             judge = ref("judge", suite.judge, judge_model if o.judge_model else None)
+        if suite.prefer:
+            roles = [r.role for r in models]
+            missing = [role for role in suite.prefer["roles"] if role not in roles]
+            if missing:
+                raise SuiteError(suite.path, suite.prefer["line"], "prefer.roles",
+                                 f"{', '.join(missing)}: no such model role (the suite has {', '.join(roles)})")
+            if judge is None and not suite.prefer["model"]:
+                raise SuiteError(suite.path, suite.prefer["line"], "prefer",
+                                 "a pairwise judgement needs a judge model: pass --ft-judge-model, set judge: "
+                                 "in the suite, or prefer.model")
+            if judge is None:
+                judge = ref("judge", None, suite.prefer["model"])
         if judge is None and any(getattr(case.grader, "uses_judge", False) for case in suite.cases):
             raise SuiteError(suite.path, None, "judge",
                              "a 'judge' grader needs a judge model: pass --ft-judge-model or set judge: in the suite")
@@ -152,7 +165,7 @@ class Planner:
                 owners[recording] = case.id
         return SuitePlan(suite=suite.name, file=self.relpath(suite.path), models=models, judge=judge,
                          thresholds=thresholds, cassette_dir=cassette_dir, batch=o.batch or suite.batch,
-                         training=training, agreement=suite.agreement)
+                         training=training, agreement=suite.agreement, prefer=suite.prefer)
 
     def _answers(self, suite: Suite, role: str, spec: ModelSpec):
         """The frozen answers a model gives from a file, as a suite error naming the key if unreadable."""

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 from .. import redact
 from ..graders import GradeContext, GraderError
+from ..graders.prefer import prefer
+from ..messages import answer_text, content_text, tool_calls
 from ..recording.cassette import (
     LATENCY_EXTENSION,
     REPLAYED_HEADER,
@@ -125,6 +127,13 @@ class Answer:
     usage: Usage
     replayed: bool
     latency_ms: float | None = None  # the live call's, or the one kept with its recording
+    tool_calls: list[dict] | None = None  # see messages.tool_calls
+    model: str | None = None  # the model the response names
+
+    @property
+    def shown(self) -> str:
+        """The answer as reports show it: text and tool calls."""
+        return answer_text(self.text, self.tool_calls)
 
 
 class ApiError(Exception):
@@ -153,6 +162,7 @@ class ModelOutcome:
     latencies: list[float] = field(default_factory=list)  # ms, each call's whose latency is known
     unscored: bool = False  # answered, but nothing could say whether it passed
     agreement: dict | None = None  # {agreed, score, reason}: graded against the reference model's answer
+    tool_calls: list[dict] | None = None  # the tool calls of the answer that stands for the model
 
     @property
     def flaky(self) -> bool:
@@ -164,6 +174,8 @@ class ModelOutcome:
                  "reason": self.reason, **self.usage.to_dict(), "replayed": self.replayed, "error": self.error,
                  "latency_ms": round(statistics.median(self.latencies)) if self.latencies else None,
                  "unscored": self.unscored, "agreement": self.agreement}
+        if self.tool_calls is not None:
+            entry["tool_calls"] = self.tool_calls
         if len(self.samples) > 1:
             entry.update(samples=self.samples, flaky=self.flaky,
                          pass_rate=sum(s["passed"] for s in self.samples) / len(self.samples))
@@ -178,6 +190,7 @@ class CaseResult:
     cassette: str | None = None
     error: str | None = None
     batch: bool = False  # answered through the Batch API (priced at batch rates)
+    preference: dict | None = None  # graders.prefer.Preference, with the roles compared
 
     @property
     def errors(self) -> list[str]:
@@ -202,6 +215,7 @@ class CaseJob:
     reference: str | None = None  # the role of the model being replaced
     labelled: bool = True  # False: the reference's answer is the expected one
     agreement: Any = None  # the grader of agreement with the reference (None: the case's grader)
+    prefer: dict | None = None  # a pairwise judgement: {roles, rubric, model, include_expected}
 
 
 def register_endpoint(endpoint: Endpoint) -> None:
@@ -452,7 +466,9 @@ class Runner:
     @staticmethod
     def _answer(ref: ModelRef, data: Any, replayed: bool, latency_ms: float | None = None) -> Answer:
         try:
-            text = data["choices"][0]["message"].get("content")
+            message = data["choices"][0]["message"]
+            text = content_text(message.get("content"))
+            calls = tool_calls(message)
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise ApiError(f"{ref.role} model {ref.model!r}: unexpected response shape "
                            f"(no choices[0].message): {str(data)[:200]}") from exc
@@ -460,8 +476,11 @@ class Runner:
             usage = Usage.from_api(data.get("usage"))
         except ValueError as exc:
             raise ApiError(f"{ref.role} model {ref.model!r}: the server reported impossible usage: {exc}") from None
-        return Answer(text=redact.scrub(text) if isinstance(text, str) else "", usage=usage, replayed=replayed,
-                      latency_ms=latency_ms)
+        if calls:
+            for call in calls:
+                call["raw_arguments"] = redact.scrub(call["raw_arguments"])
+        return Answer(text=redact.scrub(text), usage=usage, replayed=replayed, latency_ms=latency_ms,
+                      tool_calls=calls, model=data.get("model") if isinstance(data.get("model"), str) else None)
 
     async def run_case(self, job: CaseJob) -> CaseResult:
         """The case's result; whatever fails is in it, as the error of a model or of the case."""
@@ -474,9 +493,14 @@ class Runner:
                                            return_exceptions=True)
             for number, ref in enumerate(job.models):
                 record_answers(result.models[ref.role], answers[number * job.repeat:(number + 1) * job.repeat])
-            await grade_case(job, result, self._judge_for(job, result))
+            judge = self._judge_for(job, result)
+            await grade_case(job, result, judge)
+            if job.prefer:
+                result.preference = await preference(job, result, judge)
         except CassetteUnreadable as exc:
             result.error = redact.scrub(str(exc))
+        except ApiError as exc:
+            result.error = str(exc)
         except Exception as exc:
             result.error = describe_failure(exc)
         finally:
@@ -555,11 +579,27 @@ def record_answers(outcome: ModelOutcome, answers: list[Answer | BaseException])
         return
     for answer in answers:
         outcome.usage.add(answer.usage)
-    texts = [a.text for a in answers]
-    outcome.output = max(texts, key=texts.count)  # the most frequent answer stands for the model
+    shown = [a.shown for a in answers]
+    stands = max(range(len(answers)), key=lambda i: shown.count(shown[i]))  # the most frequent answer
+    outcome.output, outcome.tool_calls = shown[stands], answers[stands].tool_calls
     outcome.replayed = all(a.replayed for a in answers)
     outcome.latencies = [a.latency_ms for a in answers if a.latency_ms is not None]
-    outcome.samples = [{"output": text} for text in texts]
+    outcome.samples = [{"output": a.shown, "text": a.text, "tool_calls": a.tool_calls} for a in answers]
+
+
+async def preference(job: CaseJob, result: CaseResult, judge) -> dict | None:
+    """Which of two models' answers the judge prefers, asked in both orders; None when either
+    model has no answer to compare. A judge that fails for good is the case's error."""
+    first, second = (result.models.get(role) for role in job.prefer["roles"])
+    if first is None or second is None or first.error or second.error:
+        return None
+    expected = job.expected if job.prefer["include_expected"] and job.labelled else None
+    try:
+        verdict = await prefer(judge, job.messages, first.output, second.output, rubric=job.prefer["rubric"],
+                               expected=expected, model=job.prefer["model"])
+    except ApiError as exc:
+        raise ApiError(f"judge (prefer): {exc}") from None
+    return {"roles": list(job.prefer["roles"]), **verdict.to_dict()}
 
 
 def passes(rule: str | int, passed: int, samples: int) -> bool:
@@ -581,9 +621,14 @@ async def grade_case(job: CaseJob, result: CaseResult, judge) -> None:
     is then unscored, and nothing is scored when the reference did not answer.
     """
     answered = [o for o in result.models.values() if o.error is None and o.output is not None]
-    context = GradeContext(messages=job.messages, judge=judge)
+    tools = job.params.get("tools")
     reference = result.models.get(job.reference) if job.reference else None
-    standard = reference.output if reference in answered else None
+    standard = None
+    if reference in answered:
+        stands = next(s for s in reference.samples if s["output"] == reference.output)
+        standard = stands["text"]
+        if stands["tool_calls"]:  # a tool-call answer is its calls
+            standard = [{"name": c["name"], "arguments": c["arguments"]} for c in stands["tool_calls"]]
     expected = job.expected if job.labelled else standard
     work: list[tuple[ModelOutcome, dict | None, Any, Any]] = []  # (outcome, sample or None for agreement, grader, expected)
     for outcome in answered:
@@ -595,8 +640,14 @@ async def grade_case(job: CaseJob, result: CaseResult, judge) -> None:
         work.extend((outcome, sample, job.grader, expected) for sample in outcome.samples)
         if standard is not None and outcome is not reference and (job.labelled or job.agreement is not None):
             work.append((outcome, None, job.agreement or job.grader, standard))
-    grades = await asyncio.gather(*(_grade(grader, outcome.output if sample is None else sample["output"], want,
-                                           context, check=want is standard)
+
+    def graded(outcome: ModelOutcome, sample: dict | None):
+        """What a grader reads of an answer: its text, and its tool calls in the context."""
+        chosen = sample or next((s for s in outcome.samples if s["output"] == outcome.output), outcome.samples[0])
+        return chosen["text"], GradeContext(messages=job.messages, judge=judge, tool_calls=chosen["tool_calls"],
+                                            tools=tools)
+
+    grades = await asyncio.gather(*(_grade(grader, *graded(outcome, sample), want, check=want is standard)
                                     for outcome, sample, grader, want in work), return_exceptions=True)
     for (outcome, sample, _, _), grade in zip(work, grades):
         if isinstance(grade, ApiError):
@@ -611,23 +662,28 @@ async def grade_case(job: CaseJob, result: CaseResult, judge) -> None:
         elif isinstance(grade, BaseException):
             raise grade
         elif sample is None:
-            outcome.agreement = {"agreed": bool(grade.passed), "score": float(grade.score), "reason": grade.reason}
+            outcome.agreement = {"agreed": None if grade.unscored else bool(grade.passed),
+                                 "score": None if grade.unscored else float(grade.score), "reason": grade.reason}
         else:
             sample.update(passed=bool(grade.passed), score=float(grade.score), reason=grade.reason)
+            if grade.unscored:
+                sample["unscored"] = True
     for outcome in answered:
         if outcome.error or outcome.unscored:
             continue
         samples = outcome.samples
-        if all(s.get("unscored") for s in samples):
+        scored = [s for s in samples if not s.get("unscored")]
+        if not scored:
             outcome.unscored, outcome.reason = True, samples[0]["reason"]
         elif len(samples) == 1:
             outcome.passed, outcome.score, outcome.reason = samples[0]["passed"], samples[0]["score"], samples[0]["reason"]
-        else:
-            passed = sum(s["passed"] for s in samples)
-            outcome.passed = passes(job.pass_if, passed, len(samples))
-            outcome.score = sum(s["score"] for s in samples) / len(samples)
+        else:  # the samples a grader could not score are left out of the rule
+            passed = sum(s["passed"] for s in scored)
+            outcome.passed = passes(job.pass_if, passed, len(scored))
+            outcome.score = sum(s["score"] for s in scored) / len(scored)
             rule = f"at least {job.pass_if}" if isinstance(job.pass_if, int) else job.pass_if
-            outcome.reason = f"{passed}/{len(samples)} samples passed (rule: {rule})" + \
+            left_out = f", {len(samples) - len(scored)} unscored" if len(scored) < len(samples) else ""
+            outcome.reason = f"{passed}/{len(scored)} samples passed{left_out} (rule: {rule})" + \
                 ("; answers disagree" if outcome.flaky else "")
         if not job.labelled and outcome is not reference and outcome.agreement is None:
             # The expected answer is the reference's: being right is agreeing.
@@ -638,7 +694,7 @@ class Unscorable(Exception):
     """The reference's answer is not something the grader can take as an expected answer."""
 
 
-async def _grade(grader, output: str, expected: Any, context: GradeContext, *, check: bool):
+async def _grade(grader, output: str, context: GradeContext, expected: Any, *, check: bool):
     if check:
         try:
             grader.check_expected(expected)

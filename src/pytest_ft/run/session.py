@@ -76,6 +76,7 @@ class EvalSession:
                        params=case.params, models=plan.models, judge=plan.judge, repeat=repeat,
                        pass_if=pass_if if not isinstance(pass_if, int) else min(pass_if, repeat),
                        reference=plan.reference, labelled=case.labelled, agreement=plan.agreement,
+                       prefer=plan.prefer,
                        cassette=cassette_path(plan.cassette_dir, plan.suite, case.id) if plan.cassette_dir else None)
 
     def result_for(self, item: "FtCase", upcoming: Callable[[], list["FtCase"]]) -> "CaseResult | Pending":
@@ -168,6 +169,7 @@ class EvalSession:
             "errors": result.errors,
             "error": result.error,
             "batch": result.batch,
+            "preference": result.preference,
         }
 
     def close(self) -> None:

@@ -38,16 +38,21 @@ REFERENCE = "reference"  # the role of the model being replaced: every other mod
 # The same keys as the schema editors use (tests/test_schema.py holds them equal); written out
 # here so that loading a suite does not import pydantic.
 SUITE_KEYS = frozenset({"suite", "description", "models", "system", "params", "grader", "thresholds", "judge",
-                        "cases", "cases_file", "batch", "repeat", "pass_if", "train", "agreement"})
+                        "cases", "cases_file", "batch", "repeat", "pass_if", "train", "agreement", "prefer",
+                        "tools", "tool_choice", "parallel_tool_calls", "response_format"})
 TRAIN_KEYS = frozenset({"file", "validation_file", "base", "suffix", "method", "seed", "hyperparameters"})
 CASE_KEYS = frozenset({"id", "input", "messages", "expected", "grader", "params", "system", "description", "repeat",
-                       "pass_if"})
+                       "pass_if", "tools", "tool_choice", "parallel_tool_calls", "response_format"})
+# Request keys a suite or a case may set beside params, checked here: what fine-tunes for tool
+# calls and strict formats are made for.
+TOOL_KEYS = ("tools", "tool_choice", "parallel_tool_calls", "response_format")
+PREFER_KEYS = frozenset({"rubric", "roles", "include_expected", "model"})
 MODEL_KEYS = frozenset({"model", "base_url", "api_key_env", "params", "system", "few_shot", "answers"})
 PASS_RULES = ("majority", "all", "any")
 MAX_REPEAT = 100
 THRESHOLD_RANGES = {"accuracy": (0, 1), "min_gain": (-1, 1), "max_cost_usd": (0, math.inf),
                     "max_regressions": (0, math.inf), "max_p_value": (0, 1), "min_agreement": (0, 1),
-                    "max_latency_p95_ms": (0, math.inf)}
+                    "max_latency_p95_ms": (0, math.inf), "min_win_rate": (0, 1), "max_unscored": (0, math.inf)}
 MESSAGE_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 # Request keys a suite may not set, and why: the runner sends one whole (non-streamed) answer
 # per request, reads choices[0], and names the model and the conversation itself.
@@ -139,6 +144,7 @@ def parse_suite(data: Any, path: Path) -> Suite:
         if REFERENCE not in models or models[REFERENCE] is None:
             raise err("agreement", f"grades agreement with the reference model: name one in models.{REFERENCE}")
 
+    prefer = _parse_prefer(root, path)
     if ("cases" in root) == ("cases_file" in root):
         raise err("cases", "give exactly one of 'cases' (a list) or 'cases_file' (a chat JSONL file)")
     unlabelled = models.get(REFERENCE) is not None  # the reference's answer may stand for 'expected'
@@ -150,7 +156,8 @@ def parse_suite(data: Any, path: Path) -> Suite:
                              raw_cases.item_lines[i] if isinstance(raw_cases, LineList) else None, unlabelled)
                  for i, raw in enumerate(raw_cases)]
     else:
-        cases = _cases_from_jsonl(root, path, system, params, default_grader, default_grader_spec, unlabelled)
+        cases = _cases_from_jsonl(root, path, system, params, default_grader, default_grader_spec, unlabelled,
+                                  tool_grader="grader" not in root)
 
     seen: dict[str, int] = {}
     for case in cases:
@@ -159,8 +166,32 @@ def parse_suite(data: Any, path: Path) -> Suite:
         seen[case.id] = case.line
     return Suite(name=name, path=path, models=models, system=system, params=params, thresholds=thresholds,
                  cases=cases, judge=judge, description=str(root.get("description", "")), batch=batch,
-                 repeat=repeat, pass_if=pass_if, train=train, agreement=agreement,
+                 repeat=repeat, pass_if=pass_if, train=train, agreement=agreement, prefer=prefer,
                  agreement_spec=plain(root["agreement"]) if agreement is not None else None)
+
+
+def _parse_prefer(root: LineMap, path: Path) -> dict | None:
+    """``prefer:``: a judge compares two models' answers, in both orders (see ``graders.prefer``)."""
+    raw = root.get("prefer")
+    if raw is None:
+        return None
+    if raw is True:
+        raw = wrap({})
+    if not isinstance(raw, LineMap):
+        raise SuiteError(path, root.line_of("prefer"), "prefer", "must be true or a mapping with rubric, roles, "
+                                                                 "include_expected, model")
+    _reject_unknown(raw, PREFER_KEYS, path, "prefer.")
+    roles = raw.get("roles", ["tuned", "base"])
+    if not (isinstance(roles, list) and len(roles) == 2 and all(isinstance(r, str) for r in roles)
+            and roles[0] != roles[1]):
+        raise SuiteError(path, raw.line_of("roles"), "prefer.roles", "must be two different roles, e.g. [tuned, base]")
+    for key in ("rubric", "model"):
+        if raw.get(key) is not None and (not isinstance(raw[key], str) or not raw[key].strip()):
+            raise SuiteError(path, raw.line_of(key), f"prefer.{key}", "must be a non-empty string")
+    if not isinstance(raw.get("include_expected", True), bool):
+        raise SuiteError(path, raw.line_of("include_expected"), "prefer.include_expected", "must be true or false")
+    return {"roles": list(roles), "rubric": raw.get("rubric"), "model": raw.get("model"),
+            "include_expected": raw.get("include_expected", True), "line": root.line_of("prefer")}
 
 
 def parse_repeat(node: LineMap, path: Path, prefix: str) -> tuple[int | None, str | int | None]:
@@ -214,13 +245,70 @@ def _mapping(node: LineMap, key: str, path: Path, prefix: str = "") -> dict:
     return dict(value)
 
 
-def _params(node: LineMap, path: Path, prefix: str = "") -> dict:
+def _params(node: LineMap, path: Path, prefix: str = "", inherited: dict | None = None) -> dict:
+    """``params`` and the tool keys of a suite, a case or a model; checked merged with what they
+    inherit (a case's ``tool_choice`` may name a tool of the suite's)."""
     params = _mapping(node, "params", path, prefix)
     for key in params:
         if key in RESERVED_PARAMS:
             line = node["params"].line_of(key) if isinstance(node["params"], LineMap) else node.line_of("params")
             raise SuiteError(path, line, f"{prefix}params.{key}", f"reserved: {RESERVED_PARAMS[key]}")
+    for key in TOOL_KEYS:
+        if key in node:
+            params[key] = plain(node[key])
+    try:
+        check_tool_params({**(inherited or {}), **params})
+    except ValueError as exc:
+        key = str(exc).split(":", 1)[0]
+        where = key.split(".")[0].split("[")[0]
+        line = node.line_of(where) if where in node else node.line_of("params") if "params" in node else node.line
+        raise SuiteError(path, line, f"{prefix}{key}", str(exc).split(": ", 1)[1]) from None
     return params
+
+
+def check_tool_params(params: dict) -> None:
+    """The shapes of ``tools``, ``tool_choice``, ``parallel_tool_calls`` and ``response_format``:
+    a ValueError ``"key: message"`` for the first that is wrong. A model would reject them with
+    a 400 on every case; a suite is told before any call."""
+    tools = params.get("tools")
+    names = set()
+    if tools is not None:
+        if not isinstance(tools, list) or not tools:
+            raise ValueError("tools: must be a non-empty list of {type: function, function: {name, parameters}}")
+        for i, tool in enumerate(tools):
+            function = tool.get("function") if isinstance(tool, dict) else None
+            if not isinstance(tool, dict) or tool.get("type", "function") != "function" or not isinstance(function, dict):
+                raise ValueError(f"tools[{i}]: must be {{type: function, function: {{name, parameters}}}}")
+            name = function.get("name")
+            if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+                raise ValueError(f"tools[{i}].function.name: must be 1-64 letters, digits, _ or -")
+            if name in names:
+                raise ValueError(f"tools[{i}].function.name: {name!r} is given twice")
+            names.add(name)
+            if not isinstance(function.get("parameters", {}), dict):
+                raise ValueError(f"tools[{i}].function.parameters: must be a JSON Schema object")
+    choice = params.get("tool_choice")
+    if choice is not None:
+        named = choice.get("function", {}).get("name") if isinstance(choice, dict) and \
+            isinstance(choice.get("function"), dict) else None
+        if choice not in ("auto", "none", "required") and not (isinstance(named, str) and named):
+            raise ValueError("tool_choice: must be auto, none, required or {type: function, function: {name}}")
+        if named and named not in names:
+            raise ValueError(f"tool_choice: names {named!r}, which is not among the tools")
+        if tools is None:
+            raise ValueError("tool_choice: needs tools")
+    if "parallel_tool_calls" in params and not isinstance(params["parallel_tool_calls"], bool):
+        raise ValueError("parallel_tool_calls: must be true or false")
+    response_format = params.get("response_format")
+    if response_format is not None:
+        kind = response_format.get("type") if isinstance(response_format, dict) else None
+        if kind not in ("text", "json_object", "json_schema"):
+            raise ValueError("response_format: must be {type: text | json_object | json_schema}")
+        if kind == "json_schema":
+            schema = response_format.get("json_schema")
+            if not isinstance(schema, dict) or not isinstance(schema.get("name"), str) or \
+                    not isinstance(schema.get("schema", {}), dict):
+                raise ValueError("response_format.json_schema: must be {name, schema, strict?}")
 
 
 def _parse_train(root: LineMap, path: Path) -> dict | None:
@@ -380,7 +468,7 @@ def _parse_case(raw: Any, index: int, path: Path, system: str | None, params: di
         messages = [{"role": "user", "content": raw["input"]}]
     else:
         messages = check_messages(raw["messages"], path, raw.line_of("messages"), "messages")
-    case_params = {**params, **_params(raw, path)}
+    case_params = {**params, **_params(raw, path, inherited=params)}
     grader, spec = default_grader, default_spec
     if "grader" in raw:
         spec = raw["grader"]
@@ -401,7 +489,7 @@ def _parse_case(raw: Any, index: int, path: Path, system: str | None, params: di
 
 
 def _cases_from_jsonl(root: LineMap, path: Path, system: str | None, params: dict, grader: Any,
-                      grader_spec: Any, unlabelled: bool = False) -> list[Case]:
+                      grader_spec: Any, unlabelled: bool = False, tool_grader: bool = False) -> list[Case]:
     """Each line of a chat fine-tuning JSONL file is a case; its last assistant message is the answer."""
     value = root["cases_file"]
     line = root.line_of("cases_file")
@@ -415,7 +503,8 @@ def _cases_from_jsonl(root: LineMap, path: Path, system: str | None, params: dic
                 if not text.strip():
                     continue
                 try:
-                    cases.append(_jsonl_case(text, number, path, system, params, grader, grader_spec, unlabelled))
+                    cases.append(_jsonl_case(text, number, path, system, params, grader, grader_spec, unlabelled,
+                                             tool_grader))
                 except ValueError as exc:
                     raise SuiteError(path, line, "cases_file", f"{data_path}:{number}: {exc}") from None
     except OSError as exc:
@@ -426,7 +515,7 @@ def _cases_from_jsonl(root: LineMap, path: Path, system: str | None, params: dic
 
 
 def _jsonl_case(text: bytes, number: int, path: Path, system: str | None, params: dict, grader: Any,
-                grader_spec: Any, unlabelled: bool = False) -> Case:
+                grader_spec: Any, unlabelled: bool = False, tool_grader: bool = False) -> Case:
     """One line of a cases_file as a case; a ValueError says what is wrong with the line."""
     try:
         example = json.loads(text.decode("utf-8"))
@@ -453,9 +542,23 @@ def _jsonl_case(text: bytes, number: int, path: Path, system: str | None, params
         case_id = check_name(example.get("id") or metadata.get("id") or f"line{number}")
     except ValueError as exc:
         raise ValueError(f"id: {exc}") from None
+    case_params = dict(params)
+    for key in ("tools", "parallel_tool_calls"):  # the fine-tuning format's keys for function calling
+        if key in example:
+            case_params[key] = example[key]
+    check_tool_params(case_params)  # "key: message", as every other problem of a line
     expected = messages[-1].get("content") if labelled else None
+    if labelled and "tools" in case_params:
+        # A function-calling example: its answer is the calls it makes (or none), graded as calls
+        # unless the suite names its own grader.
+        calls = messages[-1].get("tool_calls")
+        if tool_grader:
+            grader, grader_spec = graders_module.build_grader("tool_call"), "tool_call"
+            expected = calls or []
+        elif calls:
+            expected = calls
     if labelled:
         grader.check_expected(expected)  # a GraderError is a ValueError
     prompt = messages[:-1] if labelled else messages
     return Case(id=case_id, messages=_with_system(prompt, system), expected=expected, grader=grader,
-                params=dict(params), line=number, grader_spec=grader_spec, labelled=labelled)
+                params=case_params, line=number, grader_spec=grader_spec, labelled=labelled)

@@ -62,3 +62,4 @@ class Suite:
     train: dict | None = None
     agreement: Any = None  # the grader of agreement with the reference (default: each case's grader)
     agreement_spec: Any = None
+    prefer: dict | None = None  # {roles, rubric, model, include_expected}: a pairwise judgement per case

@@ -76,6 +76,44 @@ class Thresholds(_Strict):
         None, description="the tuned model's agreement with the reference model at least")
     max_latency_p95_ms: Annotated[Number, Field(ge=0)] | None = Field(
         None, description="the tuned model's 95th-percentile time to answer, in milliseconds, at most")
+    min_win_rate: Annotated[Number, Field(ge=0, le=1)] | None = Field(
+        None, description="with prefer: the first role's win rate over the second at least (ties count half)")
+    max_unscored: Annotated[int, Field(ge=0)] | None = Field(
+        None, description="answers (and preferences) a judge could not score, at most")
+
+
+class Function(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    description: str | None = None
+    parameters: dict[str, Any] | None = Field(None, description="the arguments, as JSON Schema")
+
+
+class Tool(BaseModel):
+    """A tool the model may call (OpenAI's ``tools`` format)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function"] = "function"
+    function: Function
+
+
+class ToolKeys(BaseModel):
+    """Request keys for function calling and strict formats, at suite or case level."""
+
+    tools: list[Tool] | None = Field(None, description="the tools the model may call (sent with every request)")
+    tool_choice: Union[Literal["auto", "none", "required"], dict[str, Any], None] = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = Field(None, description="{type: text | json_object | json_schema}")
+
+
+class Prefer(_Strict):
+    """A judge compares two models' answers to each case, in both orders (position bias cancels)."""
+
+    roles: Annotated[list[str], Field(min_length=2, max_length=2)] | None = Field(
+        None, description="the two roles compared (default: [tuned, base])")
+    rubric: str | None = Field(None, description="what makes an answer better")
+    include_expected: bool | None = Field(None, description="show the judge the expected answer (default: true)")
+    model: str | None = Field(None, description="the judge model (default: the suite's judge)")
 
 
 class Train(_Strict):
@@ -90,7 +128,7 @@ class Train(_Strict):
     hyperparameters: dict[str, Any] | None = None
 
 
-class Case(_Strict):
+class Case(ToolKeys, _Strict):
     """One case: ``input`` (the user message) or ``messages`` (a conversation), and what is expected."""
 
     id: Union[CaseId, int]
@@ -106,7 +144,7 @@ class Case(_Strict):
     pass_if: PassIf | None = None
 
 
-class Suite(_Strict):
+class Suite(ToolKeys, _Strict):
     """A pytest-ft suite: cases run on every model, graded, and gated."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={
@@ -135,6 +173,8 @@ class Suite(_Strict):
     train: Union[str, Train, None] = None
     agreement: Grader | None = Field(None, description="how agreement with the reference model is graded "
                                                        "(default: each case's grader)")
+    prefer: Union[bool, Prefer, None] = Field(None, description="a pairwise judgement: which of two models' "
+                                                                "answers is better")
 
 
 def keys(model: type[BaseModel]) -> frozenset[str]:

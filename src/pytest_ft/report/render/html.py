@@ -41,7 +41,7 @@ from .markdown import (
     role_significance,
     run_facts,
 )
-from .sentences import cost_benefit_lines, reference_lines, retirement_lines
+from .sentences import cost_benefit_lines, preference_lines, reference_lines, retirement_lines, unscored_lines
 
 ROLE_COLOURS = ("#8a94a6", "#1f9d74", "#d9822b", "#7b61c4", "#c4495a", "#2d7fc1")
 TEMPLATES = Path(__file__).with_name("templates")
@@ -233,6 +233,7 @@ def _suite(suite: Mapping[str, Any], index: int, roles: Sequence[str], diff: Map
         "with_reference": with_reference, "with_retirement": with_retirement,
         "reference": reference_lines(suite, limit=50),
         "cost": cost_benefit_lines(suite["cost_benefit"]) if suite.get("cost_benefit") else [],
+        "notes": preference_lines(suite) + unscored_lines(suite),
         "significance": sig and {"verdict": sig["verdict"], "tuned_only": sig["discordant"]["tuned_only"],
                                  "base_only": sig["discordant"]["base_only"]},
         "judge": judge and {"model": judge.get("model"), "requests": judge.get("requests"),

@@ -11,6 +11,7 @@ with :mod:`pytest_ft.html_report` so both pages say the same thing.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,9 +19,10 @@ from typing import Any, Callable
 
 from ...files import append_text, write_atomic
 from ..formats import fmt_cost, fmt_latency, fmt_pct, fmt_pp, fmt_retires  # noqa: F401  (also read by html.py)
+from ...results import Verdict, case_verdict
 from ..baseline import suite_key
 from ..stats import p_phrase, suite_significance, wilson_interval
-from .sentences import cost_benefit_lines, reference_lines, retirement_lines
+from .sentences import cost_benefit_lines, preference_lines, reference_lines, retirement_lines, unscored_lines
 
 DETAILS_OVER = 10  # id lists longer than this are folded into <details>
 
@@ -173,6 +175,45 @@ def _models_table(suite: Mapping[str, Any]) -> list[str]:
     return _table(headers, rows, "ll" + "r" * (len(headers) - 2))
 
 
+MISSES_SHOWN = 50
+
+
+def _misses(suite: Mapping[str, Any]) -> list[str]:
+    """The cases the tuned model did not pass, with what each model answered, folded away."""
+    roles = list(suite.get("models") or {})
+    missed = [case for case in suite.get("cases") or [] if isinstance(case.get("tuned"), dict)
+              and case_verdict(case, "tuned") is not Verdict.PASS]
+    if not missed:
+        return []
+    rows = []
+    for case in missed[:MISSES_SHOWN]:
+        answers = [escape_cell(_answer_cell(case.get(role))) for role in roles]
+        rows.append([code(case.get("id", ""), in_table=True), escape_cell(_clip(_shown(case.get("expected")))),
+                     *answers, escape_cell(_clip((case["tuned"].get("reason") or ""), 120))])
+    more = f" (the first {MISSES_SHOWN})" if len(missed) > MISSES_SHOWN else ""
+    table = _table(["case", "expected", *(escape_cell(r) for r in roles), "tuned: why"], rows,
+                   "l" * (len(roles) + 3))
+    return [f"<details><summary><b>Cases the tuned model missed ({len(missed)}){more}</b></summary>", "",
+            *table, "", "</details>", ""]
+
+
+def _answer_cell(entry: Any) -> str:
+    if not isinstance(entry, dict):
+        return ""
+    if entry.get("error"):
+        return f"ERROR: {_clip(entry['error'], 120)}"
+    return _clip(entry.get("output") or "")
+
+
+def _shown(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _clip(text: str, limit: int = 160) -> str:
+    text = " ".join(str(text).split()) if "\n" not in str(text) else str(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _baseline_lines(diff: Mapping[str, Any]) -> list[str]:
     then, now = diff.get("accuracy_then"), diff.get("accuracy_now")
     status = diff.get("status")
@@ -222,6 +263,8 @@ def _suite_section(suite: Mapping[str, Any], diff: Mapping[str, Any] | None) -> 
     against = reference_lines(suite, limit=DETAILS_OVER)
     if against:
         lines += [f"**{escape_text(against[0])}**", ""] + [f"- {escape_text(line.strip())}" for line in against[1:]] + [""]
+    for line in preference_lines(suite) + unscored_lines(suite):
+        lines += [escape_text(line), ""]
     if suite.get("cost_benefit"):
         lines += ["**Cost:** " + escape_text("; ".join(cost_benefit_lines(suite["cost_benefit"]))), ""]
     lines += _id_list("Fixed by tuning", suite.get("fixed") or [])
@@ -234,6 +277,7 @@ def _suite_section(suite: Mapping[str, Any], diff: Mapping[str, Any] | None) -> 
             lines += [f"**Flaky ({len(flaky)}):** answers disagree across samples", ""] + items + [""]
         else:
             lines += [f"<details><summary><b>Flaky ({len(flaky)})</b></summary>", ""] + items + ["", "</details>", ""]
+    lines += _misses(suite)
     if diff is not None:
         lines += _baseline_lines(diff)
     return lines

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..formats import fmt_cost, fmt_pct, fmt_pp
+from ..stats import p_phrase
 
 
 def id_list(title: str, ids: list[str], limit: int = 20) -> str:
@@ -69,6 +70,38 @@ def reference_lines(suite: Mapping[str, Any], limit: int = 20) -> list[str]:
         if new:
             lines.append("    " + id_list("newly right", new, limit))
     return lines
+
+
+def preference_lines(suite: Mapping[str, Any]) -> list[str]:
+    """The pairwise judgement: wins, ties, losses, the win rate with its interval, the sign test,
+    and the judge's position bias (a judge that favours the first slot is not to be trusted)."""
+    pref = suite.get("preference")
+    if not pref:
+        return []
+    first, second = pref["roles"]
+    ci = pref["ci"]
+    interval = f" (95% CI {fmt_pct(ci[0])}–{fmt_pct(ci[1])})" if ci else ""
+    lines = [f"which is better, {first} or {second}? (judge {pref['judge']}, each case in both orders): "
+             f"{pref['wins']} wins, {pref['ties']} ties, {pref['losses']} losses"
+             + (f", {pref['unscored']} unscored" if pref["unscored"] else "")
+             + f"; win rate of {first} {fmt_pct(pref['win_rate'])}{interval}, sign test {p_phrase(pref['sign_test_p'])}"]
+    bias = pref["position_bias"]
+    if bias is not None:
+        trust = " — a strong position bias: trust only verdicts that survive the swap, as these do" \
+            if bias >= 0.7 or bias <= 0.3 else ""
+        lines.append(f"the judge picked the answer shown first in {fmt_pct(bias)} of its decisive replies{trust}")
+    return lines
+
+
+def unscored_lines(suite: Mapping[str, Any]) -> list[str]:
+    """Answers a grader could not score (an unreadable judge reply): left out of accuracy."""
+    counts = {role: m.get("unscored", 0) for role, m in suite["models"].items() if m.get("unscored")}
+    reference = (suite.get("reference") or {}).get("role")
+    counts.pop(reference, None)  # without labels the reference is unscored by design
+    if not counts:
+        return []
+    return ["unscored (a judge could not be read; left out of accuracy): "
+            + ", ".join(f"{role} {n}" for role, n in counts.items())]
 
 
 def retirement_lines(report: Mapping[str, Any]) -> list[str]:

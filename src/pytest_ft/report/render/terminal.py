@@ -6,7 +6,14 @@ from tabulate import tabulate
 
 from ..formats import fmt_cost, fmt_latency, fmt_pct, fmt_pp, fmt_retires
 from ..stats import p_phrase
-from .sentences import cost_benefit_lines, id_list, reference_lines, retirement_lines
+from .sentences import (
+    cost_benefit_lines,
+    id_list,
+    preference_lines,
+    reference_lines,
+    retirement_lines,
+    unscored_lines,
+)
 
 
 def render(report: dict) -> str:
@@ -51,6 +58,8 @@ def render(report: dict) -> str:
                 if since.get(title):
                     lines.append("  " + id_list(title, since[title]))
         lines.extend(reference_lines(suite))
+        lines.extend(preference_lines(suite))
+        lines.extend(unscored_lines(suite))
         if suite.get("cost_benefit"):
             lines.extend(cost_benefit_lines(suite["cost_benefit"]))
         if suite.get("batch"):
