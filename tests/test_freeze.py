@@ -413,3 +413,27 @@ def test_answers_arrive_in_any_order_and_the_file_lists_them_in_the_prompts_orde
     assert main(["freeze", str(source), "--model", OLD, "--out", str(out), "--base-url", server.url]) == 0
     # p2 answered first and p0 last (their SLOW=), yet the file is in the prompts' order
     assert [json.loads(line)["metadata"]["id"] for line in out.read_text().splitlines()] == ["p0", "p1", "p2"]
+
+
+def test_tool_call_answers_are_frozen_as_calls_and_answer_again_as_calls(tmp_path, server, capsys):
+    """A function-calling fine-tune: its frozen answer is the call it made, in the fine-tuning format."""
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    server.replies["W1"] = {"old1": {"calls": [("get_weather", {"city": "Recife"})]}}
+    server.replies["W2"] = {"old1": {"calls": [("get_weather", '{"city": "Rec')]}}  # malformed: kept as sent
+    source = write_jsonl(tmp_path / "prompts.jsonl", [
+        {"tools": tools, "messages": [{"role": "user", "content": f"weather? {w}"}], "metadata": {"id": w}}
+        for w in ("W1", "W2")])
+    out = tmp_path / "frozen.jsonl"
+    code, printed, _ = freeze(capsys, source, "--model", OLD, "--out", out, "--base-url", server.url)
+    assert code == 0, printed
+    answers = [line["messages"][-1] for line in lines_of(out)]
+    assert answers[0] == {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_0", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Recife"}'}}]}
+    assert answers[1]["tool_calls"][0]["function"]["arguments"] == '{"city": "Rec'
+    assert [r["body"]["tools"] for r in server.chat_requests()] == [tools, tools]  # the prompt's tools were sent
+    assert [line["tools"] for line in lines_of(out)] == [tools, tools]  # and kept: function-calling training data
+    assert main(["data", "validate", str(out)]) == 0
+    frozen = read_frozen(out)
+    call = frozen.by_id("W1").tool_calls[0]
+    assert (call["name"], call["arguments"]) == ("get_weather", {"city": "Recife"})
+    assert frozen.by_id("W2").tool_calls[0]["arguments"] is None and frozen.by_id("W2").text == ""

@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..messages import tool_calls
 from ..redact import scrub_value
 from ..suite.load import MAX_CASES_FILE_BYTES
 from .errors import DataError
@@ -55,6 +56,7 @@ class FrozenAnswer:
     date: str  # ISO-8601, UTC
     latency_ms: float | None
     usage: dict  # prompt_tokens, completion_tokens, cached_tokens
+    tool_calls: list[dict] | None = None  # as messages.tool_calls reads them
 
 
 class FrozenAnswers:
@@ -142,8 +144,10 @@ def _entry(obj: Any) -> tuple[list[dict], FrozenAnswer]:
     if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise _Bad("messages", "must be a list of message objects")
     last = messages[-1] if messages else {}
-    if last.get("role") != "assistant" or not isinstance(last.get("content"), str):
-        raise _Bad("messages", "no assistant answer: the last message must be the assistant's, with text content")
+    calls = tool_calls(last) if isinstance(last.get("tool_calls"), list) else None
+    if last.get("role") != "assistant" or not (isinstance(last.get("content"), str) or calls):
+        raise _Bad("messages", "no assistant answer: the last message must be the assistant's, with text content "
+                               "or tool calls")
     if len(messages) < 2:
         raise _Bad("messages", "no prompt before the assistant's answer")
     metadata = obj.get("metadata")
@@ -173,16 +177,25 @@ def _entry(obj: Any) -> tuple[list[dict], FrozenAnswer]:
         raise _Bad("metadata.frozen.usage", f"must be an object of token counts ({', '.join(USAGE_KEYS)})")
     if not isinstance(frozen.get("replayed", False), bool):
         raise _Bad("metadata.frozen.replayed", "must be true or false")
-    return messages[:-1], FrozenAnswer(id=case_id, text=last["content"], model=model, date=date,
+    return messages[:-1], FrozenAnswer(id=case_id, text=last.get("content") or "", model=model, date=date,
                                        latency_ms=None if latency is None else float(latency),
-                                       usage={k: usage.get(k, 0) for k in USAGE_KEYS})
+                                       usage={k: usage.get(k, 0) for k in USAGE_KEYS}, tool_calls=calls)
 
 
 def frozen_line(id: str, prompt: list[dict], answer_text: str, *, model: str, requested_model: str, date: str,
-                latency_ms: float | None, usage: dict, replayed: bool) -> str:
+                latency_ms: float | None, usage: dict, replayed: bool, calls: list[dict] | None = None,
+                tools: dict | None = None) -> str:
     """One line of the file, newline included; a ValueError for an answer that is not text
-    (a lone surrogate: no file reader, this one included, would take it back)."""
-    record = {"messages": [*prompt, {"role": "assistant", "content": answer_text}],
+    (a lone surrogate: no file reader, this one included, would take it back).
+
+    ``calls`` (as :func:`~pytest_ft.messages.tool_calls` reads them) are written back in the
+    fine-tuning format, the arguments exactly as the model sent them."""
+    answer: dict[str, Any] = {"role": "assistant", "content": answer_text}
+    if calls:
+        answer = {"role": "assistant", "content": answer_text or None, "tool_calls": [
+            {"id": call.get("id") or f"call_{i}", "type": "function",
+             "function": {"name": call["name"], "arguments": call["raw_arguments"]}} for i, call in enumerate(calls)]}
+    record = {**(tools or {}), "messages": [*prompt, answer],
               "metadata": {"id": id, "frozen": {
                   "model": model, "requested_model": requested_model, "date": date,
                   "latency_ms": None if latency_ms is None else round(latency_ms, 1),

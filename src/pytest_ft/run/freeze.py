@@ -37,7 +37,7 @@ from ..recording.cassette import CassetteUnreadable, cassette_path, current_cass
 from ..redact import scrub
 from ..suite import is_suite_file
 from ..suite.errors import SuiteError
-from ..suite.load import check_messages, check_name
+from ..suite.load import check_messages, check_name, check_tool_params
 from .runner import (
     Answer,
     ApiError,
@@ -54,6 +54,10 @@ class Prompt:
     id: str
     messages: list[dict]
     source: str = ""  # where it was read ("file:line", "suite::case"), for messages about it
+    tools: dict = field(default_factory=dict)  # tools and parallel_tool_calls: sent, and kept in the file
+
+# What a function-calling prompt carries beside its messages, as the fine-tuning format has it.
+TOOL_KEYS = ("tools", "parallel_tool_calls")
 
 
 @dataclass
@@ -190,11 +194,11 @@ async def _freeze_one(runner: Runner, ref: ModelRef, prompt: Prompt, params: dic
     try:
         cassette = runner.open_cassette(recording, prompt.id)
         current_cassette.set(cassette)  # this task's context: its request uses it
-        answer = await runner.complete(ref, prompt.messages, params)
-        answered_by = getattr(answer, "model", None) or ref.model  # the response's model, where the Answer has it
-        line = frozen_line(prompt.id, prompt.messages, answer.text, model=answered_by, requested_model=ref.model,
-                           date=utc_now(), latency_ms=answer.latency_ms, usage=answer.usage.to_dict(),
-                           replayed=answer.replayed)
+        answer = await runner.complete(ref, prompt.messages, {**params, **prompt.tools})
+        line = frozen_line(prompt.id, prompt.messages, answer.text, model=answer.model or ref.model,
+                           requested_model=ref.model, date=utc_now(), latency_ms=answer.latency_ms,
+                           usage=answer.usage.to_dict(), replayed=answer.replayed, calls=answer.tool_calls,
+                           tools=prompt.tools)
     except ApiError as exc:
         outcome.error = str(exc)
     except CassetteUnreadable as exc:
@@ -236,7 +240,8 @@ def load_prompts(paths: Iterable[str | Path]) -> tuple[list[Prompt], list[str]]:
 
 def suite_prompts(path: Path) -> list[Prompt]:
     """Each case of a ``*.ft.yaml`` suite, its messages as the evaluation sends them (system included)."""
-    return [Prompt(case.id, case.messages, f"{path}::{case.id}") for case in read_suite(path).cases]
+    return [Prompt(case.id, case.messages, f"{path}::{case.id}",
+                   {k: case.params[k] for k in TOOL_KEYS if k in case.params}) for case in read_suite(path).cases]
 
 
 def jsonl_prompts(path: Path) -> list[Prompt]:
@@ -279,4 +284,9 @@ def _jsonl_prompt(obj: Any, path: Path, lineno: int) -> Prompt:
         case_id = check_name(metadata.get("id") or f"{path.stem}-{lineno}")
     except ValueError as exc:
         raise ValueError(f"metadata.id: {exc}") from None
-    return Prompt(case_id, prompt, f"{path}:{lineno}")
+    tools = {k: obj[k] for k in TOOL_KEYS if k in obj}
+    try:
+        check_tool_params(tools)
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+    return Prompt(case_id, prompt, f"{path}:{lineno}", tools)

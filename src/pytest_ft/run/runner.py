@@ -421,7 +421,8 @@ class Runner:
         usage = Usage(prompt_tokens=frozen.usage.get("prompt_tokens", 0),
                       completion_tokens=frozen.usage.get("completion_tokens", 0),
                       cached_tokens=frozen.usage.get("cached_tokens", 0), requests=1)
-        return Answer(text=frozen.text, usage=usage, replayed=True, latency_ms=frozen.latency_ms)
+        return Answer(text=frozen.text, usage=usage, replayed=True, latency_ms=frozen.latency_ms,
+                      tool_calls=frozen.tool_calls, model=frozen.model)
 
     async def request(self, ref: ModelRef, send, *, tokens: int = 0) -> httpx2.Response:
         """``send(client)`` on one of ``ref``'s endpoint clients, within the concurrency limit,
