@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .redact import scrub
-from .results import Verdict, verdict
+from .results import CaseRecord, Verdict
 from .run.runner import describe_failure
 from .suite import Case, Suite, SuiteError, load_suite
 
@@ -113,7 +113,7 @@ class FtCase(pytest.Item):
         self.case = case
         self.plan = plan
         self.result: Any = None
-        self.ft_result: dict | None = None
+        self.record: CaseRecord | None = None
 
     @property
     def suite(self) -> Suite:
@@ -132,12 +132,12 @@ class FtCase(pytest.Item):
             if isinstance(self.result, Pending):
                 pytest.skip(f"submitted in batch {self.result.batch_id}; "
                             "run the same command again to collect the results")
-            self.ft_result = evals.result_record(self)
+            self.record = evals.record(self, self.result)
         except Exception as exc:
             # The one place where any failure of a case becomes its ERROR, kept in the report
             # (where it fails the gate) instead of leaving the case out.
             self.result = evals.failed_result(self, describe_failure(exc))
-            self.ft_result = evals.result_record(self)
+            self.record = evals.record(self, self.result)
         for role, outcome in self.result.models.items():
             self.user_properties.append((f"ft.{role}.model", outcome.model))
             self.user_properties.append((f"ft.{role}.output", scrub(outcome.output or "") if outcome.error is None else ""))
@@ -165,4 +165,4 @@ class FtCase(pytest.Item):
         return "\n".join(lines)
 
     def _verdict(self, role: str) -> Verdict:
-        return verdict(self.ft_result["outcomes"].get(role), self.ft_result.get("error"))
+        return self.record.verdict(role)

@@ -59,9 +59,9 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     """Attach each case's result (and fixture calls) to its report: xdist carries it to the controller."""
     report = yield
-    if isinstance(item, FtCase) and item.ft_result is not None and not getattr(item, "_ft_reported", False):
+    if isinstance(item, FtCase) and item.record is not None and not getattr(item, "_ft_reported", False):
         if call.when == "call" or (call.when == "setup" and report.failed):
-            report.ft_result = item.ft_result
+            report.ft_result = item.record.to_json()
             item._ft_reported = True
     if isinstance(item, FtSuiteError) and call.when == "setup":
         report.ft_suite_error = item.ft_error

@@ -1,13 +1,19 @@
-"""Did a model pass a case? Decided here, once, for every table, test, gate and renderer.
+"""A case's result as one typed record, and whether a model passed it: decided here, once,
+for every table, test, gate and renderer.
 
 A model's verdict on a case depends on that model's own outcome and on a failure of the
 case as a whole (its recording unreadable, the run crashed on it) — never on another
 model's error: a third model answering HTTP 500 says nothing about base or tuned.
+
+A :class:`CaseRecord` is made once, by the case's item, from the runner's result; it crosses
+to the process that aggregates (the xdist controller) as JSON, and is aggregated once. Its
+suite's facts (:class:`SuiteInfo`) are kept once per suite, not copied into every case.
 """
 
 from __future__ import annotations
 
 import enum
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
 
@@ -80,3 +86,56 @@ def reference_flip(case: Mapping[str, Any], role: str, reference: str = "referen
     pair = (case_verdict(case, reference), case_verdict(case, role))
     return {(Verdict.PASS, Verdict.PASS): "kept", (Verdict.PASS, Verdict.FAIL): "lost",
             (Verdict.FAIL, Verdict.PASS): "newly_right"}.get(pair)
+
+
+@dataclass(frozen=True)
+class SuiteInfo:
+    """What the report says of a suite, whichever of its cases it hears of first."""
+
+    suite: str
+    file: str
+    thresholds: Mapping[str, float]
+    models: Mapping[str, str]  # role -> model id, in the suite's order
+    reference: str | None = None  # the role of the model being replaced
+    judge: str | None = None
+    training: Mapping[str, Any] | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.file}::{self.suite}"
+
+
+@dataclass
+class CaseRecord:
+    """One case's result. ``outcomes`` maps each role to its outcome in the JSON report's form
+    (answer, grade, tokens, latency, error...); ``error`` is a failure of the case as a whole."""
+
+    suite: SuiteInfo
+    id: str
+    nodeid: str
+    input: str
+    expected: Any
+    outcomes: dict[str, dict]
+    labelled: bool = True
+    judge_model: str | None = None
+    judge_usage: dict | None = None
+    cassette: str | None = None
+    errors: list[str] = field(default_factory=list)
+    error: str | None = None
+    batch: bool = False
+    preference: dict | None = None
+
+    def verdict(self, role: str) -> Verdict:
+        return verdict(self.outcomes.get(role), self.error)
+
+    def to_json(self) -> dict:
+        """Plain data, for xdist to carry: a dataclass would not cross."""
+        return {f.name: asdict(self.suite) if f.name == "suite" else getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], suites: dict[str, SuiteInfo] | None = None) -> "CaseRecord":
+        """The record again; with ``suites``, every case of a suite shares one :class:`SuiteInfo`."""
+        info = SuiteInfo(**data["suite"])
+        if suites is not None:
+            info = suites.setdefault(info.key, info)
+        return cls(**{**data, "suite": info})

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from collections import defaultdict
 from typing import Any, Iterable
 
-from ..results import Verdict, agreement, case_verdict, flip, reference_flip, verdict
+from ..results import CaseRecord, SuiteInfo, Verdict, agreement, case_verdict, flip, reference_flip
 from .baseline import compare, suite_key
 from .gate import check_gate, run_passed
 from .pricing import PriceTable
@@ -25,15 +24,23 @@ REPORT_VERSION = 1
 
 
 class Aggregator:
-    """Collects case records (and fixture calls) as they arrive, in arrival order."""
+    """Collects case records (and fixture calls) as they arrive, suite by suite, in arrival order."""
 
     def __init__(self) -> None:
-        self.cases: list[dict] = []
+        self.suites: dict[str, list[CaseRecord]] = {}  # by SuiteInfo.key, in the order suites first reported
         self.calls: list[dict] = []
         self.suite_errors: list[dict] = []
+        self._infos: dict[str, SuiteInfo] = {}
 
-    def add_case(self, record: dict) -> None:
-        self.cases.append(record)
+    def add_case(self, record: CaseRecord | dict) -> None:
+        """A case's record, or its JSON form as it arrives from an xdist worker."""
+        if not isinstance(record, CaseRecord):
+            record = CaseRecord.from_json(record, self._infos)
+        self.suites.setdefault(record.suite.key, []).append(record)
+
+    @property
+    def cases(self) -> list[CaseRecord]:
+        return [record for records in self.suites.values() for record in records]
 
     def add_calls(self, calls: Iterable[dict]) -> None:
         self.calls.extend(calls)
@@ -61,11 +68,8 @@ def build_report(aggregator: Aggregator, prices: PriceTable, baseline: dict | No
     Each model says when it retires (``retirements``, the built-in calendar by default), and
     ``retirements`` at the top warns of those that retire within 90 days of ``today``.
     """
-    by_suite: dict[str, list[dict]] = defaultdict(list)
-    for record in aggregator.cases:
-        by_suite[record["file"] + "::" + record["suite"]].append(record)
     missing: set[str] = set()
-    suites = [_suite_report(records, prices, missing) for records in by_suite.values()]
+    suites = [_suite_report(records, prices, missing) for records in aggregator.suites.values()]
     warnings = _retirements(suites, retirements or RetirementCalendar(), today or _dt.date.today())
     diffs = compare({"suites": suites}, baseline) if baseline is not None else {}
     for suite in suites:
@@ -75,8 +79,9 @@ def build_report(aggregator: Aggregator, prices: PriceTable, baseline: dict | No
         suite["gate"] = check_gate(suite)
         if suite["cost_benefit"] is not None:
             suite["cost_benefit"].update(_cheapest_passing(suite))
-    replayed = sum(1 for r in aggregator.cases for o in r["outcomes"].values() if o["replayed"])
-    total_calls = sum(1 for r in aggregator.cases for o in r["outcomes"].values() if o["output"] is not None)
+    outcomes = [o for r in aggregator.cases for o in r.outcomes.values()]
+    replayed = sum(1 for o in outcomes if o["replayed"])
+    total_calls = sum(1 for o in outcomes if o["output"] is not None)
     report = {
         "version": REPORT_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -95,19 +100,19 @@ def build_report(aggregator: Aggregator, prices: PriceTable, baseline: dict | No
     return report
 
 
-def _suite_report(records: list[dict], prices: PriceTable, missing: set[str]) -> dict:
-    first = records[0]
-    roles = list(first["models"])
-    reference = first.get("reference")
-    batch = any(r.get("batch") for r in records)
+def _suite_report(records: list[CaseRecord], prices: PriceTable, missing: set[str]) -> dict:
+    info = records[0].suite
+    roles = list(info.models)
+    reference = info.reference
+    batch = any(r.batch for r in records)
     cases = [_case_entry(r) for r in records]
     models: dict[str, dict] = {}
     for role in roles:
-        outcomes = [r["outcomes"][role] for r in records if role in r["outcomes"]]
+        outcomes = [r.outcomes[role] for r in records if role in r.outcomes]
         verdicts = [case_verdict(case, role) for case in cases if role in case]
         usage = {key: sum(o[key] for o in outcomes) for key in
                  ("prompt_tokens", "completion_tokens", "cached_tokens", "requests")}
-        model = first["models"][role]
+        model = info.models[role]
         passed = verdicts.count(Verdict.PASS)
         scored = len(outcomes) - verdicts.count(Verdict.UNSCORED)
         latencies = sorted(o["latency_ms"] for o in outcomes if o.get("latency_ms") is not None)
@@ -123,11 +128,11 @@ def _suite_report(records: list[dict], prices: PriceTable, missing: set[str]) ->
             agreed = [a for a in (agreement(case, role) for case in cases) if a is not None]
             models[role].update(agreed=sum(agreed), agreement=sum(agreed) / len(agreed) if agreed else None)
     judge = None
-    judge_records = [r for r in records if r.get("judge_usage")]
+    judge_records = [r for r in records if r.judge_usage]
     if judge_records:
-        usage = {key: sum(r["judge_usage"][key] for r in judge_records)
+        usage = {key: sum(r.judge_usage[key] for r in judge_records)
                  for key in ("prompt_tokens", "completion_tokens", "cached_tokens", "requests")}
-        judge_model = next(r["judge_model"] for r in judge_records)
+        judge_model = next(r.judge_model for r in judge_records)
         judge = {"model": judge_model, **usage, "cost_usd": _cost(prices, judge_model, usage, missing, batch)}
 
     flips = [(case["id"], flip(case)) for case in cases]
@@ -138,8 +143,8 @@ def _suite_report(records: list[dict], prices: PriceTable, missing: set[str]) ->
     if "base" in models and "tuned" in models and None not in (models["tuned"]["accuracy"], models["base"]["accuracy"]):
         gain = models["tuned"]["accuracy"] - models["base"]["accuracy"]
     errored = [case["id"] for case in cases if any(case_verdict(case, role) is Verdict.ERROR for role in roles)]
-    flaky = [r["id"] for r in records if any(o.get("flaky") for o in r["outcomes"].values())]
-    cost_benefit = _cost_benefit(models, gain, first.get("training"), prices, reference)
+    flaky = [r.id for r in records if any(o.get("flaky") for o in r.outcomes.values())]
+    cost_benefit = _cost_benefit(models, gain, info.training, prices, reference)
     against_reference = None
     if reference:
         against_reference = {"role": reference, "model": models[reference]["model"], "candidates": {}}
@@ -150,7 +155,7 @@ def _suite_report(records: list[dict], prices: PriceTable, missing: set[str]) ->
                     kind: [case_id for case_id, change in changes if change == kind]
                     for kind in ("kept", "lost", "newly_right")}
     report = {
-        "suite": first["suite"], "file": first["file"], "thresholds": first["thresholds"], "batch": batch,
+        "suite": info.suite, "file": info.file, "thresholds": dict(info.thresholds), "batch": batch,
         "preference": _preference(records, judge),
         "cost_benefit": cost_benefit,
         "gate": None, "models": models, "gain": gain, "judge": judge,
@@ -177,11 +182,11 @@ def _retirements(suites: list[dict], calendar: RetirementCalendar, today: _dt.da
     return list(warnings.values())
 
 
-def _preference(records: list[dict], judge: dict | None) -> dict | None:
+def _preference(records: list[CaseRecord], judge: dict | None) -> dict | None:
     """Pairwise judgements over the suite: wins, ties and losses of the first role over the
     second, the win rate with its interval, a sign test, and how often the judge picked the
     answer it was shown first (near 0.5 for a judge that ignores order)."""
-    judged = [(r["id"], r["preference"]) for r in records if r.get("preference")]
+    judged = [(r.id, r.preference) for r in records if r.preference]
     if not judged:
         return None
     by: dict[str, list[str]] = {"win": [], "tie": [], "loss": [], "unscored": []}
@@ -264,19 +269,17 @@ def _estimated_training_tokens(training: dict) -> int | None:
     return report.charged_tokens
 
 
-def _case_entry(record: dict) -> dict:
-    entry = {"id": record["id"], "nodeid": record["nodeid"], "input": record["input"],
-             "expected": record["expected"], "labelled": record.get("labelled", True),
-             "errors": record["errors"], "error": record.get("error"),
-             "cassette": record["cassette"]}
-    if record.get("preference"):
-        entry["preference"] = record["preference"]
-    for role, outcome in record["outcomes"].items():
+def _case_entry(record: CaseRecord) -> dict:
+    entry = {"id": record.id, "nodeid": record.nodeid, "input": record.input, "expected": record.expected,
+             "labelled": record.labelled, "errors": record.errors, "error": record.error, "cassette": record.cassette}
+    if record.preference:
+        entry["preference"] = record.preference
+    for role, outcome in record.outcomes.items():
         entry[role] = {k: outcome[k] for k in ("model", "output", "passed", "score", "reason", "replayed", "error",
                                                 "prompt_tokens", "completion_tokens", "samples", "pass_rate", "flaky",
                                                 "latency_ms", "unscored", "agreement", "tool_calls")
                        if k in outcome}
-        entry[role]["verdict"] = str(verdict(outcome, record.get("error")))
+        entry[role]["verdict"] = str(record.verdict(role))
     return entry
 
 

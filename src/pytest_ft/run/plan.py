@@ -7,6 +7,7 @@ everything wrong with a plan is a suite error before any request is sent.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, Callable
 import pytest
 
 from ..config import Options
+from ..results import SuiteInfo
 from ..recording.cassette import cassette_path
 from ..report.pricing import fine_tuned_base
 from ..suite import REFERENCE, ModelSpec, Suite, SuiteError
@@ -44,10 +46,11 @@ class SuitePlan:
     def gated(self) -> bool:
         return bool(self.thresholds)
 
-    def meta(self) -> dict:
-        return {"suite": self.suite, "file": self.file, "thresholds": self.thresholds,
-                "models": {ref.role: ref.model for ref in self.models}, "reference": self.reference,
-                "judge": self.judge.model if self.judge else None, "training": self.training}
+    @functools.cached_property
+    def info(self) -> SuiteInfo:
+        return SuiteInfo(suite=self.suite, file=self.file, thresholds=self.thresholds,
+                         models={ref.role: ref.model for ref in self.models}, reference=self.reference,
+                         judge=self.judge.model if self.judge else None, training=self.training)
 
 
 class Planner:

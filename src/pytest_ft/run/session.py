@@ -20,6 +20,7 @@ import pytest
 from ..config import Options
 from ..recording.cassette import cassette_path
 from ..redact import scrub
+from ..results import CaseRecord
 from ..report.baseline import BaselineError, load_baseline
 from ..report.pricing import PriceFileError, PriceTable
 from ..report.retirement import RetirementCalendar, RetirementFileError
@@ -152,25 +153,16 @@ class EvalSession:
         return CaseResult(models={ref.role: ModelOutcome(role=ref.role, model=ref.model) for ref in plan.models},
                           judge_model=plan.judge.model if plan.judge else None, error=message)
 
-    def result_record(self, item: "FtCase") -> dict:
-        """What the controller needs to build tables: JSON-safe, so xdist can carry it."""
-        result: CaseResult = item.result
-        return {
-            **item.plan.meta(),
-            "id": item.case.id,
-            "nodeid": item.nodeid,
-            "input": item.case.input,
-            "expected": item.case.expected,
-            "labelled": item.case.labelled,
-            "outcomes": {role: o.to_dict() for role, o in result.models.items()},
-            "judge_usage": result.judge_usage.to_dict() if result.judge_model else None,
-            "judge_model": result.judge_model,
-            "cassette": result.cassette,
-            "errors": result.errors,
-            "error": result.error,
-            "batch": result.batch,
-            "preference": result.preference,
-        }
+    @staticmethod
+    def record(item: "FtCase", result: CaseResult) -> CaseRecord:
+        """The case's result as the report will see it (see :class:`~pytest_ft.results.CaseRecord`)."""
+        return CaseRecord(
+            suite=item.plan.info, id=item.case.id, nodeid=item.nodeid, input=item.case.input,
+            expected=item.case.expected, labelled=item.case.labelled,
+            outcomes={role: o.to_dict() for role, o in result.models.items()},
+            judge_usage=result.judge_usage.to_dict() if result.judge_model else None, judge_model=result.judge_model,
+            cassette=result.cassette, errors=result.errors, error=result.error, batch=result.batch,
+            preference=result.preference)
 
     def close(self) -> None:
         if self.runner is not None:
