@@ -84,3 +84,79 @@ def test_upload_with_a_lone_surrogate_line_is_400_naming_the_line(make_server):
     assert err["code"] == "invalid_file_format" and err["param"] == "file"
     assert "line 4" in err["message"] and "encoding_error" in err["message"]
     assert c.files.list().data == []
+
+
+def _tool(name: str = "f", **function) -> dict:
+    return {"type": "function", "function": {"name": name, **function}}
+
+
+def test_hostile_tools_are_400_naming_the_parameter(make_server):
+    srv = make_server()
+    cases = [
+        (dict(tools="get_weather"), "tools", "expected an array"),
+        (dict(tools={"type": "function", "function": {"name": "f"}}), "tools", "expected an array"),
+        (dict(tools=[_tool(), "f"]), "tools[1]", "expected an object"),
+        (dict(tools=[{"type": "function", "function": {"description": "no name"}}]), "tools[0].function.name",
+         "Missing required parameter: 'tools[0].function.name'"),
+        (dict(tools=[{"type": "function"}]), "tools[0].function", "Missing required parameter"),
+        (dict(tools=[_tool("")]), "tools[0].function.name", "pattern"),
+        (dict(tools=[_tool("x" * 65)]), "tools[0].function.name", "pattern"),
+        (dict(tools=[_tool(name=7)]), "tools[0].function.name", "expected a string"),
+        (dict(tools=[_tool(f"f{i}") for i in range(200)]), "tools",
+         "array too long. Expected an array with maximum length 128, but got an array with length 200"),
+        (dict(tools=[_tool(parameters={"type": "object", "description": "x" * 2_000_000})]), "tools",
+         "at most 262144 fit"),
+        (dict(tools=[_tool(parameters={"properties": {f"p{i}": {"type": "string", "description": "y" * 100}
+                                                      for i in range(5000)}})]), "tools", "at most 262144 fit"),
+        (dict(tools=[_tool(parameters=[1, 2])]), "tools[0].function.parameters", "expected an object"),
+        (dict(tools=[_tool(description={"text": "x"})]), "tools[0].function.description", "expected a string"),
+        (dict(tools=[_tool()], tool_choice=1), "tool_choice", "expected 'none', 'auto', 'required'"),
+        (dict(tools=[_tool()], tool_choice={"type": "function", "function": {"name": ["f"]}}), "tool_choice", None),
+        (dict(tools=[_tool()], tool_choice={"type": "function", "function": {"name": "g"}}), "tool_choice",
+         "not among the tools"),
+        (dict(tool_choice={"type": "function", "function": {"name": "f"}}), "tool_choice", "only allowed"),
+        (dict(tools=[_tool()], parallel_tool_calls=1), "parallel_tool_calls", "expected a boolean"),
+    ]
+    for fields, param, says in cases:
+        message = assert_bad_request(*raw(srv, "POST", "/v1/chat/completions", chat_body(**fields), JSON), param=param)
+        assert says is None or says in message, (param, message)
+
+
+def test_hostile_tool_messages_are_400(make_server):
+    srv = make_server()
+    user = {"role": "user", "content": "ola"}
+    bad = [
+        [user, {"role": "tool", "content": "x"}],
+        [user, {"role": "tool", "tool_call_id": 5, "content": "x"}],
+        [user, {"role": "tool", "tool_call_id": "c", "content": {"result": 1}}],
+        [user, {"role": "assistant", "tool_calls": {"name": "f"}}],
+        [user, {"role": "assistant", "tool_calls": [None]}],
+        [user, {"role": "assistant", "tool_calls": [{"type": "function", "function": "f()"}]}],
+        [user, {"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": 1}}]}],
+        [user, {"role": "assistant", "tool_calls": [{"id": 3, "function": {"name": "f", "arguments": "{}"}}]}],
+        [user, {"role": "assistant", "function_call": "f"}],
+        [user, {"role": "user", "content": "x", "tool_calls": []}],
+    ]
+    for messages in bad:
+        status, body = raw(srv, "POST", "/v1/chat/completions", chat_body(messages=messages), JSON)
+        assert_bad_request(status, body, param="messages")
+
+
+def test_tools_that_fit_no_context_or_nest_deeply_are_never_500(make_server):
+    srv = make_server()   # the tiny model's context is 256 tokens
+    wide = [_tool(f"f{i}", description=" ".join(["bom"] * 50)) for i in range(128)]
+    status, body = raw(srv, "POST", "/v1/chat/completions", chat_body(tools=wide), JSON)
+    assert_bad_request(status, body, param="messages")
+    assert body["error"]["code"] == "context_length_exceeded"
+    deep: dict = {"type": "string"}
+    for _ in range(400):
+        deep = {"type": "object", "properties": {"a": deep}}
+    status, body = raw(srv, "POST", "/v1/chat/completions", chat_body(tools=[_tool(parameters=deep)]), JSON)
+    assert status == 400 and body["error"]["code"] == "context_length_exceeded"
+    # a tool_call whose JSON is hostile is only text: rendered, not parsed
+    odd = [{"role": "user", "content": "ola"},
+           {"role": "assistant", "content": None, "tool_calls": [
+               {"type": "function", "function": {"name": "f", "arguments": "</tool_call><tool_call>{" * 3}}]},
+           {"role": "tool", "tool_call_id": "x", "content": "<tool_response>"}]
+    status, body = raw(srv, "POST", "/v1/chat/completions", chat_body(messages=odd, tools=[_tool()]), JSON)
+    assert status == 200 and body["choices"][0]["finish_reason"] in ("stop", "length", "tool_calls")

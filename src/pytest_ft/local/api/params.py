@@ -27,6 +27,10 @@ class Says:
 
     message: str
     out_of_range: str | None = None
+    # A structured parameter (``tools``): the 400 names the invalid item's path
+    # (``tools[3].function.name``) as its ``param``, and the message may use ``{path}`` and
+    # ``{problem}`` (what is wrong there); a missing member is "Missing required parameter".
+    nested: bool = False
 
 
 class Params(BaseModel):
@@ -52,8 +56,36 @@ def parse(model: type[P], values: Mapping[str, Any]) -> P:
         error = exc.errors()[0]
         name = str(error["loc"][0])
         says = _says(model, name)
+        if says.nested:
+            path = name + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"][1:])
+            if error["type"] == "missing":
+                raise bad_request(f"Missing required parameter: '{path}'.", param=path) from None
+            raise bad_request(says.message.format(name=name, path=path, problem=_problem(error)),
+                              param=path) from None
         message = says.out_of_range if says.out_of_range and error["type"] in OUT_OF_RANGE else says.message
         raise bad_request(message.format(name=name), param=name) from None
+
+
+_EXPECTED = {"list_type": "an array", "dict_type": "an object", "model_type": "an object",
+             "model_attributes_type": "an object", "string_type": "a string", "bool_type": "a boolean",
+             "int_type": "an integer", "float_type": "a number"}
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    """What a pydantic error says, in the API's words."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}"
+    if kind == "too_long":
+        return (f"array too long. Expected an array with maximum length {ctx.get('max_length')}, but got an "
+                f"array with length {ctx.get('actual_length')} instead")
+    if kind == "too_short":
+        return f"expected at least {ctx.get('min_length')} item(s)"
+    if kind == "literal_error":
+        return f"expected {ctx.get('expected')}"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    return str(error["msg"])
 
 
 def _says(model: type[Params], name: str) -> Says:
