@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from tabulate import tabulate
@@ -32,6 +31,7 @@ from ..data import (
     tokens,
     validate,
 )
+from .errors import guarded
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -229,20 +229,8 @@ def _progress_flag(args: argparse.Namespace) -> bool | None:
 
 
 def _run(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except DataError as exc:
-            print(f"pytest-ft data {args.data_command}: error: {exc}", file=sys.stderr)
-            return exc.exit_code
-        except tokens.UnknownModelError as exc:
-            print(f"pytest-ft data {args.data_command}: error: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print(f"\npytest-ft data {args.data_command}: interrupted (no output file was left behind)",
-                  file=sys.stderr)
-            return 130
-    return run
+    return guarded(lambda args: f"data {args.data_command}", handler,
+                   {DataError: None, tokens.UnknownModelError: 2}, "interrupted (no output file was left behind)")
 
 
 def _common(p: argparse.ArgumentParser, *, line_limit: bool = True) -> None:

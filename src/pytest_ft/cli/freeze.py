@@ -27,6 +27,7 @@ from ..run.runner import (
     Runner,
 )
 from ..suite import RESERVED_PARAMS
+from .errors import guarded
 
 RECORD_MODES = ("once", "none", "all")
 
@@ -109,16 +110,9 @@ def _print_summary(summary: FreezeSummary) -> None:
         print("run the same command again to retry the failed prompts only")
 
 
-def _run(args: argparse.Namespace) -> int:
-    try:
-        return _cmd_freeze(args)
-    except (DataError, FrozenFileError) as exc:
-        print(f"pytest-ft freeze: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\npytest-ft freeze: interrupted; every answer received is kept in {args.out}: "
-              f"run the same command again to freeze the rest", file=sys.stderr)
-        return 130
+_run = guarded("freeze", _cmd_freeze, {DataError: 2, FrozenFileError: 2},
+               lambda args: f"interrupted; every answer received is kept in {args.out}: run the same command "
+                            f"again to freeze the rest")
 
 
 def _number(kind: type, low: float, *, inclusive: bool = True):

@@ -36,13 +36,10 @@ from ..training.remote import (
     list_jobs,
 )
 from ..training.state import DEFAULT_STATE_DIR, State, record_job
+from .errors import Interrupted, guarded
 
 if TYPE_CHECKING:
     import openai
-
-
-class _Interrupted(Exception):
-    """Following was stopped with Ctrl-C; the resume hint is already printed."""
 
 
 def _fmt_time(ts: int | None) -> str:
@@ -119,7 +116,7 @@ def _follow(client: openai.OpenAI, job_id: str, args: argparse.Namespace) -> Job
     except KeyboardInterrupt:
         follower.close()
         print("\n" + _resume_hint(job_id, args), file=sys.stderr)
-        raise _Interrupted() from None
+        raise Interrupted() from None
     finally:
         follower.close()
 
@@ -271,16 +268,7 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _run(command: str, handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """``handler``, its :class:`JobError` printed as ``pytest-ft COMMAND: error: ...`` and returned as the exit code."""
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except JobError as exc:
-            print(f"pytest-ft {command}: error: {exc}", file=sys.stderr)
-            return exc.exit_code
-        except _Interrupted:
-            return 130
-    return run
+    return guarded(command, handler, {JobError: None})
 
 
 def _endpoint_options(p: argparse.ArgumentParser, *, follow: bool = False) -> None:

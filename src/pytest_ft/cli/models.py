@@ -17,14 +17,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tabulate import tabulate
 
-from .. import redact
 from ..report.pricing import fine_tuned_base
 from ..report.retirement import (
     FINE_TUNING_JOBS_END,
@@ -37,6 +35,7 @@ from ..training.api import Api, display_url, make_client
 from ..training.errors import JobError
 from ..training.job_info import as_int, as_str
 from ..training.remote import list_raw
+from .errors import guarded
 
 if TYPE_CHECKING:
     import openai
@@ -118,17 +117,9 @@ def _is_openai(client: openai.OpenAI) -> bool:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    try:
-        calendar = RetirementCalendar.from_file(args.retirements)
-    except RetirementFileError as exc:
-        print(f"pytest-ft models: error: {exc}", file=sys.stderr)
-        return 2
+    calendar = RetirementCalendar.from_file(args.retirements)
     client = make_client(args.base_url, api_key_env=args.api_key_env)
-    try:
-        models = list_tuned_models(client)
-    except JobError as exc:
-        print(f"pytest-ft models: error: {redact.scrub(str(exc))}", file=sys.stderr)
-        return 1
+    models = list_tuned_models(client)
     today = args.today or datetime.date.today()
     rows = [_describe(m, calendar.lookup(m.id), today) for m in models]
     rows.sort(key=lambda r: (r["retires"] is None, r["retires"] or "", r["model"]))
@@ -175,4 +166,4 @@ def register_cli(subparsers: Any) -> None:
                         "from BASE)")
     p.add_argument("--today", type=_date_arg, metavar="YYYY-MM-DD",
                    help="count the days left from this date instead of today (for planning and tests)")
-    p.set_defaults(func=_cmd_models)
+    p.set_defaults(func=guarded("models", _cmd_models, {RetirementFileError: 2, JobError: 1}))
