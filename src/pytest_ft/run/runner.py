@@ -631,16 +631,17 @@ async def grade_case(job: CaseJob, result: CaseResult, judge) -> None:
         if stands["tool_calls"]:  # a tool-call answer is its calls
             standard = [{"name": c["name"], "arguments": c["arguments"]} for c in stands["tool_calls"]]
     expected = job.expected if job.labelled else standard
-    work: list[tuple[ModelOutcome, dict | None, Any, Any]] = []  # (outcome, sample or None for agreement, grader, expected)
+    # (outcome, its sample or None for agreement, grader, expected, whether expected is the reference's answer)
+    work: list[tuple[ModelOutcome, dict | None, Any, Any, bool]] = []
     for outcome in answered:
         if not job.labelled and (outcome is reference or standard is None):
             outcome.unscored = True
             outcome.reason = ("the reference: its answer is the expected one" if outcome is reference else
                               "not graded: no expected answer, and the reference model did not answer")
             continue
-        work.extend((outcome, sample, job.grader, expected) for sample in outcome.samples)
+        work.extend((outcome, sample, job.grader, expected, not job.labelled) for sample in outcome.samples)
         if standard is not None and outcome is not reference and (job.labelled or job.agreement is not None):
-            work.append((outcome, None, job.agreement or job.grader, standard))
+            work.append((outcome, None, job.agreement or job.grader, standard, True))
 
     def graded(outcome: ModelOutcome, sample: dict | None):
         """What a grader reads of an answer: its text, and its tool calls in the context."""
@@ -648,9 +649,9 @@ async def grade_case(job: CaseJob, result: CaseResult, judge) -> None:
         return chosen["text"], GradeContext(messages=job.messages, judge=judge, tool_calls=chosen["tool_calls"],
                                             tools=tools)
 
-    grades = await asyncio.gather(*(_grade(grader, *graded(outcome, sample), want, check=want is standard)
-                                    for outcome, sample, grader, want in work), return_exceptions=True)
-    for (outcome, sample, _, _), grade in zip(work, grades):
+    grades = await asyncio.gather(*(_grade(grader, *graded(outcome, sample), want, check=from_reference)
+                                    for outcome, sample, grader, want, from_reference in work), return_exceptions=True)
+    for (outcome, sample, *_), grade in zip(work, grades):
         if isinstance(grade, ApiError):
             outcome.error = outcome.error or f"judge: {grade}"
         elif isinstance(grade, Unscorable):
