@@ -13,8 +13,9 @@ suite's facts (:class:`SuiteInfo`) are kept once per suite, not copied into ever
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 
 class Verdict(str, enum.Enum):

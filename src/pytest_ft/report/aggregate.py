@@ -13,7 +13,15 @@ import datetime as _dt
 import math
 from typing import Any, Iterable
 
-from ..results import CaseRecord, SuiteInfo, Verdict, agreement, case_verdict, flip, reference_flip
+from ..results import (
+    CaseRecord,
+    SuiteInfo,
+    Verdict,
+    agreement,
+    case_verdict,
+    flip,
+    reference_flip,
+)
 from .baseline import compare, suite_key
 from .gate import check_gate, run_passed
 from .pricing import PriceTable

@@ -2,8 +2,8 @@
 
 ``--ft-html PATH`` writes it. One file with no external CSS, JS, fonts or images — it opens from a
 CI artifact, an e-mail attachment or an air-gapped laptop, and shows the same thing years later.
-The charts are inline SVG; the only script is a few lines that filter the cases to the misses and
-the flips, which is where a reviewer's attention goes.
+The charts are inline SVG; the one script draws the case list and filters it to the misses, the
+flips or a text, which is where a reviewer's attention goes.
 
 The page is the Jinja2 template ``templates/report.html.j2``, rendered with autoescaping on. The
 report is full of text that models, suite authors and error messages wrote, and one forgotten
@@ -11,11 +11,19 @@ escape would let a model's answer run script in a page teams open from CI. So th
 no markup at all: it prepares plain data (numbers formatted, lists built, verdicts taken from
 :mod:`pytest_ft.results`), and the template lays it out, escaping every value it prints — the SVG
 charts' coordinates included.
+
+The cases are data, not markup: a run of 100,000 cases would be hundreds of MB of HTML that no
+browser lays out. Every case is in one JSON document in the page (:func:`case_data`, its ``<``
+``>`` ``&`` escaped so no text ends its element), and ``templates/report.js`` draws
+:data:`PAGE_SIZE` of them at a time, through ``textContent`` only, with the filters running over
+all of them. The template lays out the first page too, the same way, for a browser without
+script. Building the page is linear in the cases, and no per-case markup is made past page one.
 """
 
 from __future__ import annotations
 
 import functools
+import gc
 import html
 import json
 import math
@@ -26,8 +34,8 @@ from typing import Any
 from ...files import write_atomic
 from ...results import Verdict, case_verdict, flip, verdict
 from ..baseline import suite_key
-from ..stats import wilson_interval
 from ..formats import fmt_latency, fmt_retires
+from ..stats import wilson_interval
 from .markdown import (
     flaky_cases,
     fmt_accuracy,
@@ -41,9 +49,16 @@ from .markdown import (
     role_significance,
     run_facts,
 )
-from .sentences import cost_benefit_lines, preference_lines, reference_lines, retirement_lines, unscored_lines
+from .sentences import (
+    cost_benefit_lines,
+    preference_lines,
+    reference_lines,
+    retirement_lines,
+    unscored_lines,
+)
 
 ROLE_COLOURS = ("#8a94a6", "#1f9d74", "#d9822b", "#7b61c4", "#c4495a", "#2d7fc1")
+PAGE_SIZE = 100  # cases per page of the case list
 TEMPLATES = Path(__file__).with_name("templates")
 
 
@@ -260,61 +275,178 @@ def _as_text(value: Any) -> str:
         return str(value)
 
 
-def case_flags(case: Mapping[str, Any]) -> dict[str, bool]:
-    """What the filters need: the tuned model missed; base and tuned disagree."""
-    tuned = case.get("tuned")
-    return {"miss": isinstance(tuned, dict) and case_verdict(case, "tuned") is not Verdict.PASS,
-            "flip": flip(case) is not None}
-
-
 _STATES = {Verdict.PASS: ("pass", "pass"), Verdict.FAIL: ("miss", "miss"), Verdict.ERROR: ("error", "error"),
            Verdict.UNSCORED: ("error", "unscored")}
 
 
-def _answer(role: str, entry: Mapping[str, Any] | None, colour: str, case_error: str | None = None) -> dict:
-    """One model's answer to a case: its verdict badge, figures, text, error, reason and samples."""
+def _text(value: Any) -> Any:
+    """A value as the page prints it: strings as they are, None as nothing, anything else as str()."""
+    return value if value is None or type(value) is str else str(value)
+
+
+def _count(value: Any) -> Any:
+    """A token count for the case data: an int as is, anything else as text (never a float NaN,
+    which JSON.parse would refuse, losing the whole case list)."""
+    return value if type(value) is int else _text(value)
+
+
+def _answer(entry: Mapping[str, Any] | None, case_error: str | None, model: Any) -> dict | None:
+    """One model's answer to a case, as the page's case data: its verdict badge, figures, text,
+    error, reason and samples. None when the model did not run the case.
+
+    Fields at their default are left out (a long run writes this 200,000 times): ``label`` when it
+    is the ``state``, ``model`` when it is the role's model in the suite (``model``), and the
+    score, tokens, flags, output (None: no answer), error, reason and samples when absent.
+    """
     if not isinstance(entry, dict):
-        return {"run": False, "role": role}
+        return None
+    get = entry.get  # a run of 100,000 cases comes here 200,000 times: the plain way, spelt out
     state, label = _STATES[verdict(entry, case_error)]
-    score, samples = entry.get("score"), entry.get("samples")
-    return {"run": True, "role": role, "state": state, "label": label, "colour": colour,
-            "score": f"{score:.2f}" if isinstance(score, (int, float)) else None,
-            "tokens": entry.get("prompt_tokens") is not None or entry.get("completion_tokens") is not None,
-            "prompt_tokens": entry.get("prompt_tokens", 0), "completion_tokens": entry.get("completion_tokens", 0),
-            "replayed": entry.get("replayed"), "flaky": entry.get("flaky"),
-            "pass_rate": fmt_pass_rate(entry) if entry.get("pass_rate") is not None else None,
-            "model": entry.get("model"), "output": entry.get("output"), "error": entry.get("error"),
-            "reason": entry.get("reason"),
-            "samples": [_as_text(s) for s in samples] if isinstance(samples, list) else []}
+    data: dict[str, Any] = {"state": state}
+    if label != state:
+        data["label"] = label
+    score = get("score")
+    if isinstance(score, (int, float)):
+        data["score"] = f"{score:.2f}"
+    prompt, completion = get("prompt_tokens"), get("completion_tokens")
+    if prompt is not None or completion is not None:
+        data["tokens"] = [_count(get("prompt_tokens", 0)), _count(get("completion_tokens", 0))]
+    if get("replayed"):
+        data["replayed"] = True
+    if get("flaky"):
+        data["flaky"] = True
+    if get("pass_rate") is not None:
+        data["pass_rate"] = fmt_pass_rate(entry)
+    if get("model") != model:
+        data["model"] = _text(get("model"))
+    for key in ("output", "error", "reason"):  # output None: "no answer" ("" is an empty answer)
+        if get(key) is not None:
+            data[key] = _text(get(key))
+    samples = get("samples")
+    if samples and isinstance(samples, list):
+        data["samples"] = [_as_text(s) for s in samples]
+    return data
 
 
-def _case(case: Mapping[str, Any], roles: Sequence[str], all_role_order: Sequence[str]) -> dict:
-    """One case: its filter flags, badges, input, expected value and every role's answer."""
-    flags = case_flags(case)
+def _case(case: Mapping[str, Any], roles: Sequence[str], models: Sequence[Any]) -> dict:
+    """One case as the page's case data: its filter flags, badges, input, expected value and every
+    role's answer (``None`` where a role did not run it), ``models`` being each role's model."""
+    tuned = case.get("tuned")
+    change = flip(case)  # the filters: "miss" (the tuned model did not pass), "flip" (base and tuned disagree)
+    data: dict[str, Any] = {"id": _text(case.get("id")), "anchor": _text(case.get("nodeid") or case.get("id")),
+                            "input": _as_text(case.get("input")), "expected": _as_text(case.get("expected"))}
+    if isinstance(tuned, dict) and case_verdict(case, "tuned") is not Verdict.PASS:
+        data["miss"] = 1
+    if change is not None:
+        data["flip"] = 1
     badges = []
-    if flags["flip"]:
-        badges.append(("pass", "fixed by tuning") if flip(case) == "fixed" else ("miss", "regression"))
-    if case.get("errors"):
-        badges.append(("error", "error"))
-    if any(isinstance(case.get(r), dict) and case[r].get("flaky") for r in roles):
-        badges.append(("flaky", "flaky"))
-    return {
-        "miss": int(flags["miss"]), "flip": int(flags["flip"]), "anchor": case.get("nodeid") or case.get("id"),
-        "id": case.get("id"), "badges": badges, "input": _as_text(case.get("input")),
-        "expected": _as_text(case.get("expected")),
+    if change is not None:
+        badges.append(["pass", "fixed by tuning"] if change == "fixed" else ["miss", "regression"])
+    errors = case.get("errors")
+    if errors:
+        badges.append(["error", "error"])
+    entries = [case.get(r) for r in roles]
+    if any(isinstance(e, dict) and e.get("flaky") for e in entries):
+        badges.append(["flaky", "flaky"])
+    if badges:
+        data["badges"] = badges
+    if errors:
         # a case error already shown under the answer it belongs to is not repeated above them
-        "errors": [e for e in case.get("errors") or []
-                   if not any(isinstance(case.get(r), dict) and case[r].get("error") == e for r in roles)],
-        "answers": [_answer(r, case.get(r), role_colour(all_role_order.index(r)) if r in all_role_order else "#999",
-                            case.get("error")) for r in roles],
-    }
+        shown = [e.get("error") for e in entries if isinstance(e, dict) and e.get("error") is not None]
+        errors = [_text(e) for e in errors if e not in shown]
+        if errors:
+            data["errors"] = errors
+    case_error = case.get("error")
+    data["answers"] = [_answer(e, case_error, m) for e, m in zip(entries, models)]
+    return data
 
 
-def _case_block(suite: Mapping[str, Any], index: int, all_role_order: Sequence[str]) -> dict:
-    """One suite's cases, one column per role of that suite (colours follow the whole run's roles)."""
+def _suite_meta(suite: Mapping[str, Any], index: int, all_role_order: Sequence[str]) -> dict:
+    """One suite's heading in the case data: one column per role of that suite (colours follow the
+    whole run's roles), and each role's model, which the answers leave out."""
     roles = list(suite.get("models") or {})
-    return {"index": index, "name": suite.get("suite"), "file": suite.get("file"), "columns": max(1, len(roles)),
-            "cases": [_case(c, roles, all_role_order) for c in suite.get("cases") or []]}
+    models = [m.get("model") if isinstance(m, dict) else None for m in (suite.get("models") or {}).values()]
+    return {"index": index, "name": _text(suite.get("suite")), "file": _text(suite.get("file")), "roles": roles,
+            "colours": [role_colour(all_role_order.index(r)) if r in all_role_order else "#999" for r in roles],
+            "models": [_text(m) for m in models]}
+
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+
+
+def _in_script(text: str) -> str:
+    """JSON text that cannot end the ``<script>`` element holding it, nor open a comment or a tag
+    in it: ``<``, ``>`` and ``&`` (which in JSON text occur only inside strings) are written as the
+    escapes ``\\u003c``, ``\\u003e`` and ``\\u0026``, which JSON.parse reads back as the same
+    characters. Jinja's ``|tojson`` does the same."""
+    if "<" in text or ">" in text or "&" in text:
+        text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return text
+
+
+def case_data(report: Mapping[str, Any], size: int = PAGE_SIZE) -> tuple[str, list[dict]]:
+    """Every case of the run as the page's case data, and the first page's cases.
+
+    The data is one JSON document, ``{"page_size": size, "suites": [{index, name, file, roles,
+    colours, models, cases: [case, ...]}, ...]}`` (a case as :func:`_case` makes it), in compact
+    JSON safe inside a ``<script>`` element (:func:`_in_script`). It is written a case at a time
+    and joined once, so a run of 100,000 cases never holds their dicts all at once; only the
+    first ``size`` are kept, as dicts, per suite (``count``: the suite's number of cases), for
+    :func:`first_page`.
+    """
+    roles = all_roles(report)
+    pieces = [f'{{"page_size":{int(size)},"suites":[']
+    suites, kept = [], 0
+    for index, suite in enumerate(report.get("suites") or []):
+        meta = _suite_meta(suite, index, roles)
+        cases = suite.get("cases") or []
+        pieces.append(("," if index else "") + _in_script(_ENCODE(meta))[:-1] + ',"cases":[')
+        first = []
+        for k, case in enumerate(cases):
+            data = _case(case, meta["roles"], meta["models"])
+            if kept < size:
+                first.append(data)
+                kept += 1
+            if k:
+                pieces.append(",")
+            pieces.append(_in_script(_ENCODE(data)))
+        pieces.append("]}")
+        suites.append({**meta, "count": len(cases), "cases": first})
+    pieces.append("]}")
+    return "".join(pieces), suites
+
+
+def _answer_view(answer: Mapping[str, Any] | None, role: str, colour: str, model: Any) -> dict:
+    """An answer of the case data with its defaults filled in, for the template (as report.js does)."""
+    if answer is None:
+        return {"run": False, "role": role}
+    tokens = answer.get("tokens")
+    return {"run": True, "role": role, "state": answer["state"], "label": answer.get("label", answer["state"]),
+            "colour": colour, "score": answer.get("score"), "tokens": tokens is not None,
+            "prompt_tokens": tokens[0] if tokens else 0, "completion_tokens": tokens[1] if tokens else 0,
+            "replayed": answer.get("replayed"), "flaky": answer.get("flaky"), "pass_rate": answer.get("pass_rate"),
+            "model": answer.get("model", model), "output": answer.get("output"), "error": answer.get("error"),
+            "reason": answer.get("reason"), "samples": answer.get("samples", [])}
+
+
+def first_page(suites: Sequence[Mapping[str, Any]], size: int = PAGE_SIZE) -> list[dict]:
+    """The first page of the case list, unfiltered, as the template lays it out: what the page
+    shows before its script runs, or without it. The suites and cases report.js draws on page 1
+    with no filter on: the first ``size`` cases of the run (``suites`` as :func:`case_data`
+    returns them), and any suite without cases that falls on that page."""
+    total = sum(s["count"] for s in suites)
+    blocks, start = [], 0
+    for s in suites:
+        if start < size or (s["count"] == 0 and total <= size):
+            blocks.append({"index": s["index"], "name": s["name"], "file": s["file"], "count": s["count"],
+                           "columns": max(1, len(s["roles"])), "cases": [
+                               {**c, "miss": c.get("miss", 0), "flip": c.get("flip", 0),
+                                "badges": c.get("badges", []), "errors": c.get("errors", []),
+                                "answers": [_answer_view(a, r, colour, m) for a, r, colour, m
+                                            in zip(c["answers"], s["roles"], s["colours"], s["models"])]}
+                               for c in s["cases"]]})
+        start += s["count"]
+    return blocks
 
 
 # -- the page ----------------------------------------------------------------------------------
@@ -326,10 +458,24 @@ def render_html(report: Mapping[str, Any], baseline_diff: Mapping[str, dict] | N
     ``baseline_diff`` is :func:`pytest_ft.baseline.compare`'s result; with it each suite shows what
     changed since the baseline.
     """
+    collecting = gc.isenabled()
+    gc.disable()  # the case data is a few hundred thousand small objects, no cycles: without this
+    try:          # the collector rescans the whole report again and again, doubling a long run's time
+        return _render(report, baseline_diff)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+CASE_DATA = '<script type="application/json" id="ft-cases">'  # the element the case data goes in
+
+
+def _render(report: Mapping[str, Any], baseline_diff: Mapping[str, dict] | None) -> str:
     suites = report.get("suites") or []
     roles = all_roles(report)
     ok = bool(report.get("passed"))
-    return _template().render(
+    data, suites_data = case_data(report)
+    page = _template().render(
         title=f"pytest-ft report: {'passed' if ok else 'FAILED'}", ok=ok, facts=" · ".join(run_facts(report, str)),
         unpriced=report.get("unpriced_models") or [], interrupted=report.get("interrupted"),
         retirements=retirement_lines(report),
@@ -340,9 +486,13 @@ def render_html(report: Mapping[str, Any], baseline_diff: Mapping[str, dict] | N
         gone=[{"suite": d.get("suite"), "file": d.get("file"), "removed": len(d.get("removed", [])),
                "then": fmt_pct(d.get("accuracy_then"))}
               for d in (baseline_diff or {}).values() if d.get("status") == "gone"],
-        total=sum(len(s.get("cases") or []) for s in suites),
-        case_blocks=[_case_block(s, i, roles) for i, s in enumerate(suites)],
+        total=sum(s["count"] for s in suites_data), page_size=PAGE_SIZE, first_page=first_page(suites_data),
     )
+    # The case data (JSON with every < > & escaped: _in_script) goes into its empty element here,
+    # not through Jinja, which would copy its tens of MB twice over. The element's opening tag is
+    # the template's own: report text, escaped, can never spell it.
+    at = page.index(CASE_DATA) + len(CASE_DATA)
+    return "".join((page[:at], data, page[at:]))
 
 
 def write_html(report: Mapping[str, Any], path: str | Path, baseline_diff: Mapping[str, dict] | None = None) -> None:

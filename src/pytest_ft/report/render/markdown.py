@@ -18,11 +18,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ...files import append_text, write_atomic
-from ..formats import fmt_cost, fmt_latency, fmt_pct, fmt_pp, fmt_retires  # noqa: F401  (also read by html.py)
 from ...results import Verdict, case_verdict
 from ..baseline import suite_key
+from ..formats import fmt_cost, fmt_latency, fmt_pct, fmt_pp, fmt_retires  # noqa: F401  (also read by html.py)
 from ..stats import p_phrase, suite_significance, wilson_interval
-from .sentences import cost_benefit_lines, preference_lines, reference_lines, retirement_lines, unscored_lines
+from .sentences import (
+    cost_benefit_lines,
+    preference_lines,
+    reference_lines,
+    retirement_lines,
+    unscored_lines,
+)
 
 DETAILS_OVER = 10  # id lists longer than this are folded into <details>
 
