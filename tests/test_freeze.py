@@ -284,7 +284,7 @@ def test_ctrl_c_keeps_every_answer_received_whole(tmp_path):
 
 BAD_LINES = {
     "not_json": ('{"messages": [', "p.jsonl:2: invalid_json"),
-    "not_an_object": ("[1, 2]", "p.jsonl:2: line: not a JSON object"),
+    "not_an_object": ("[1, 2]", "p.jsonl:2: must be a JSON object"),
     "no_messages": ({"prompt": "hi"}, "p.jsonl:2: messages: must be a non-empty list"),
     "unknown_role": ({"messages": [{"role": "human", "content": "hi"}]}, "p.jsonl:2: messages[0].role: unknown role"),
     "only_an_answer": ({"messages": [{"role": "assistant", "content": "yo"}]}, "p.jsonl:2: messages: no prompt"),

@@ -36,8 +36,7 @@ from ..files import append_text, write_atomic
 from ..recording.cassette import CassetteUnreadable, cassette_path, current_cassette
 from ..redact import scrub
 from ..suite import is_suite_file
-from ..suite.errors import SuiteError
-from ..suite.load import check_messages, check_name, check_tool_params
+from ..suite.load import check_name, check_tool_params, read_example
 from .runner import (
     Answer,
     ApiError,
@@ -268,15 +267,7 @@ def jsonl_prompts(path: Path) -> list[Prompt]:
 
 def _jsonl_prompt(obj: Any, path: Path, lineno: int) -> Prompt:
     """One line's prompt; a ValueError says what is wrong, the key first."""
-    if not isinstance(obj, dict):
-        raise ValueError("line: not a JSON object with a 'messages' list")
-    metadata = obj.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        raise ValueError("metadata: must be an object")
-    try:
-        messages = check_messages(obj.get("messages"), path, lineno, "messages")
-    except SuiteError as exc:
-        raise ValueError(f"{exc.key}: {exc.message}") from None
+    messages, metadata = read_example(obj, path, lineno)
     prompt = messages[:-1] if messages[-1]["role"] == "assistant" else messages
     if not prompt:
         raise ValueError("messages: no prompt before the assistant message")

@@ -514,6 +514,19 @@ def _cases_from_jsonl(root: LineMap, path: Path, system: str | None, params: dic
     return cases
 
 
+def read_example(obj: Any, path: Path, line: int | None = None) -> tuple[list[dict], dict]:
+    """A chat JSONL line's messages and metadata, checked as a suite's; a ValueError names the key first."""
+    if not isinstance(obj, dict):
+        raise ValueError("must be a JSON object with a 'messages' list")
+    metadata = obj.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ValueError("metadata: must be an object")
+    try:
+        return check_messages(obj.get("messages"), path, line, "messages"), metadata
+    except SuiteError as exc:
+        raise ValueError(f"{exc.key}: {exc.message}") from None
+
+
 def _jsonl_case(text: bytes, number: int, path: Path, system: str | None, params: dict, grader: Any,
                 grader_spec: Any, unlabelled: bool = False, tool_grader: bool = False) -> Case:
     """One line of a cases_file as a case; a ValueError says what is wrong with the line."""
@@ -523,15 +536,7 @@ def _jsonl_case(text: bytes, number: int, path: Path, system: str | None, params
         raise ValueError(f"not UTF-8 ({exc.reason})") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON ({exc.msg})") from None
-    if not isinstance(example, dict):
-        raise ValueError("must be a JSON object with a 'messages' list")
-    metadata = example.get("metadata") or {}
-    if not isinstance(metadata, dict):
-        raise ValueError("metadata: must be an object")
-    try:
-        messages = check_messages(example.get("messages"), path, None, "messages")
-    except SuiteError as exc:
-        raise ValueError(f"{exc.key}: {exc.message}") from None
+    messages, metadata = read_example(example, path)
     labelled = messages[-1]["role"] == "assistant"
     if not labelled and not unlabelled:
         raise ValueError("needs an assistant message (the expected answer) after the prompt, or a reference "
