@@ -253,3 +253,335 @@ def test_cassettes_command_lists_and_prunes_stale_and_missing(pytester, server, 
     assert "missing" in text and "s.ft.yaml::a2" in text and "removed" in text
     assert not (pytester.path / "cassettes/rec/a.yaml").exists()
     assert (pytester.path / "cassettes/rec/b.yaml").exists()
+
+
+# -- recording off the hot path (#16): the writer thread, the fast serializer, what a case keeps --
+
+def _recorded_cassette(path, *bodies: str):
+    """A case's cassette with one recorded interaction per body, the way the transport records it."""
+    from vcr.request import Request
+
+    from pytest_ft.recording.cassette import CaseCassette
+
+    cassette = CaseCassette.open(path, "once", path.stem)
+    for body in bodies:
+        request = Request("POST", "http://127.0.0.1:9/v1/chat/completions", body.encode(),
+                          {"content-type": "application/json", "authorization": "Bearer " + KEY})
+        cassette.cassette.append(request, {
+            "status": {"code": 200, "message": "OK"},
+            "headers": {"content-type": ["application/json"], "x-pytest-ft-latency-ms": ["101"], "date": ["x"]},
+            "body": {"string": json.dumps({"choices": [{"message": {"content": "A"}}], "echo": body}).encode()}})
+    return cassette
+
+
+def test_the_fast_serializer_writes_the_example_cassettes_byte_for_byte():
+    """Every recording in example_suites/ is what dump_cassette writes from its data, and what
+    PyYAML's representer (the serializer before #16) writes; vcrpy's loader reads both alike."""
+    from pathlib import Path
+
+    from vcr.serialize import deserialize
+    from vcr.serializers import yamlserializer
+
+    from pytest_ft.recording.cassette import _dump_slowly, _emit_mapping, dump_cassette, readable_yaml
+
+    files = sorted((Path(__file__).parent.parent / "example_suites" / "cassettes").rglob("*.yaml"))
+    assert len(files) >= 10
+    for path in files:
+        text = path.read_text()
+        data = readable_yaml.deserialize(text)
+        out: list[str] = []
+        _emit_mapping(data, "", out, None)  # the fast path takes them (it raises on what it cannot write)
+        assert "".join(out) == dump_cassette(data) == _dump_slowly(data) == text, path
+        assert yamlserializer.deserialize(dump_cassette(data)) == yamlserializer.deserialize(text)
+        requests, responses = deserialize(dump_cassette(data), readable_yaml)[:2]
+        assert [(r.method, r.uri, json.loads(r.body)) for r in requests] == \
+               [(i["request"]["method"], i["request"]["uri"], json.loads(i["request"]["body"]))
+                for i in data["interactions"]]
+        assert [r["status"]["code"] for r in responses] == [i["response"]["status"]["code"]
+                                                            for i in data["interactions"]]
+
+
+def test_the_fast_serializer_agrees_with_pyyaml_on_awkward_strings():
+    """Strings at every edge of YAML's plain, quoted and literal styles: the fast emitter writes
+    exactly what libyaml does, or leaves the document to it."""
+    import random
+
+    from pytest_ft.recording.cassette import _dump_slowly, _emit_mapping, _NotPlain, dump_cassette
+
+    rng = random.Random(16)
+    plain = list("abXZ0129_-./:;=+@~() ") + ["yes", "no", "null", "true", "1.5", "0x1f", "2020-01-01", "1_000",
+                                              ".inf", "0o7", "1e3", "~", "-", ":", "é", "#", "'", '"', "'x'"]
+    block = list("ab {}[]\":,-#'|>é中\x7f\xa0\u2027\t\r\x85\u2028\ufeff😀") + ["\n", "\n\n", "  ", "\ue000", "\ufffd"]
+
+    def text(alphabet, low, high):
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(low, high)))
+
+    def scalar():
+        return rng.choice([lambda: text(plain, 1, 8), lambda: text(plain, 100, 125), lambda: text(block, 1, 60),
+                           lambda: text(block[:24] + ["\n"], 1, 60),
+                           lambda: rng.choice([0, -1, 10 ** 30, None, True, False, "", 1.5, b"x"])])()
+
+    def mapping(depth):
+        return {rng.choice(["body", "headers", "x-a", "uri", "1", "yes", "a b", text(plain, 1, 6)]): value(depth)
+                for _ in range(rng.randint(1, 4))}
+
+    def value(depth):
+        roll = rng.random()
+        if depth < 3 and roll < 0.25:
+            return mapping(depth + 1)
+        if depth < 3 and roll < 0.4:
+            return [mapping(depth + 1) if rng.random() < 0.3 else scalar() for _ in range(rng.randint(0, 3))]
+        return {} if roll < 0.45 else scalar()
+
+    edges = {  # value: whether the fast emitter writes it (else libyaml does)
+        "x \ny": False, "x\n y": True, " x\ny": False, "x\ny\n": False, "x\n\ny": True, "x\ny ": False,
+        "word " * 20 + "w": True, "word " * 23 + "w": False, "w" * 200: True, "101": True, "yes": True, "": True,
+        "a: b": False, "a:b": True, "#x": False, "x #y": False, "-x": False, "- x": False, "é\nx": True,
+        "😀\nx": False, "\tx\ny": False, "x\ry\nz": False, "\ufeffx\ny": False, "x\x85\ny": False,
+        "x\u2028y\nz": False, "x\x7fy\nz": False, "application/json; charset=utf-8": True}
+    for edge, fast_path in edges.items():
+        data = {"interactions": [{"request": {"body": edge, "headers": {"h": [edge]}}}], "k": edge}
+        assert dump_cassette(data) == _dump_slowly(data), edge
+        try:
+            _emit_mapping(data, "", [], None)
+            taken = True
+        except _NotPlain:
+            taken = False
+        assert taken == fast_path, edge
+
+    fast = 0
+    for _ in range(3000):
+        data = mapping(0)
+        assert dump_cassette(data) == _dump_slowly(data), data
+        try:
+            _emit_mapping(data, "", [], None)
+            fast += 1
+        except _NotPlain:
+            pass
+    assert fast > 80  # the fast path itself wrote many of these, not only the fallbacks
+
+
+def test_pretty_json_is_json_dumps_with_indent_2():
+    import random
+
+    from pytest_ft.recording.cassette import _pretty_json
+
+    rng = random.Random(7)
+
+    def value(depth=0):
+        roll = rng.random()
+        if depth < 4 and roll < 0.2:
+            return {rng.choice(["a", "é", "\u2028", 'k"', ""]) + str(rng.randint(0, 9)): value(depth + 1)
+                    for _ in range(rng.randint(0, 4))}
+        if depth < 4 and roll < 0.35:
+            return [value(depth + 1) for _ in range(rng.randint(0, 4))]
+        return rng.choice([None, True, False, 0, -1, 10 ** 25, 1.5, -0.0, 1e300, float("nan"), float("inf"),
+                           -float("inf"), "", "x\n\t\"\\é😀\x00\x7f\u2028", 3.14159])
+
+    for _ in range(3000):
+        data = value()
+        assert _pretty_json(data) == json.dumps(data, indent=2, ensure_ascii=False)
+    assert _pretty_json({1: "a"}) == json.dumps({1: "a"}, indent=2)  # not from json.loads: json.dumps itself
+
+
+def test_ids_in_bodies_are_scrubbed_however_their_keys_are_spelt():
+    from vcr.request import Request
+
+    from pytest_ft.recording.cassette import filter_request
+
+    for body in ('{"organization": "org-abc", "n": 1}', '{"\\u006frganization": "org-abc", "n": 1}',
+                 '{"x": {"project_id": "p-123"}}', '{"user_id": "u-1"}'):
+        request = filter_request(Request("POST", "http://h/v1/chat/completions", body.encode(), {}))
+        assert b"REDACTED" in request.body and b"org-abc" not in request.body and b"p-123" not in request.body
+    plain = filter_request(Request("POST", "http://h/v1/x", b'{"model": "m", "n": [1, 2]}', {}))
+    assert plain.body == json.dumps({"model": "m", "n": [1, 2]}, indent=2).encode()
+    assert plain._ft_parsed == ("json", {"model": "m", "n": [1, 2]})
+
+
+def test_filtering_a_response_leaves_the_one_handed_in_as_it_was():
+    import copy
+
+    from pytest_ft.recording.cassette import filter_response
+
+    response = {"status": {"code": 200, "message": "OK"},
+                "headers": {"content-type": ["application/json"], "set-cookie": ["a=b"]},
+                "body": {"string": b'{"organization": "org-abcdefghij", "a": 1}'}}
+    before = copy.deepcopy(response)
+    kept = filter_response(response)
+    assert response == before  # vcrpy's deep copy is gone: nothing may change the caller's dict
+    assert kept["headers"] == {"content-type": ["application/json"]}
+    assert json.loads(kept["body"]["string"]) == {"organization": "REDACTED", "a": 1}
+    assert filter_response({**response, "status": {"code": 500, "message": "x"}}) is None
+
+
+def test_a_cassette_written_by_the_writer_is_the_one_save_writes(tmp_path):
+    """save_async (serialised and written on the writer's thread) and save (on the caller's)
+    write the same text; vcrpy's loader and a new CaseCassette read it back and replay it."""
+    import asyncio
+
+    from vcr.serialize import deserialize
+
+    from pytest_ft.recording.cassette import CaseCassette, CassetteWriter, readable_yaml
+
+    bodies = ['{"model": "m", "messages": [{"role": "user", "content": "one"}]}', '{"model": "n"}']
+    direct = _recorded_cassette(tmp_path / "direct" / "a.yaml", *bodies)
+    direct.save(complete=True)
+    queued = _recorded_cassette(tmp_path / "queued" / "a.yaml", *bodies)
+    writer = CassetteWriter()
+    asyncio.run(asyncio.wait_for(queued.save_async(complete=True, writer=writer), 10))
+    assert writer.written == 1 and writer.pending() == 0
+    text = (tmp_path / "queued" / "a.yaml").read_text()
+    assert text == (tmp_path / "direct" / "a.yaml").read_text()
+    assert KEY not in text and "authorization" not in text and "date" not in text
+    requests, responses = deserialize(text, readable_yaml)[:2]
+    assert [json.loads(r.body) for r in requests] == [json.loads(b) for b in bodies]
+    assert [r["headers"]["x-pytest-ft-latency-ms"] for r in responses] == [["101"], ["101"]]
+    again = CaseCassette.open(tmp_path / "queued" / "a.yaml", "none", "a")
+    assert again.play_json("http://127.0.0.1:9/v1/chat/completions", json.loads(bodies[1])) is not None
+    writer.close()
+
+
+def test_a_failed_write_is_raised_to_the_waiting_case_and_the_cassette_stays_unsaved(tmp_path, monkeypatch):
+    import asyncio
+    import errno
+
+    from pytest_ft.recording import cassette as module
+
+    def full(path, text, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(module, "write_atomic", full)
+    case = _recorded_cassette(tmp_path / "a.yaml", '{"model": "m"}')
+    writer = module.CassetteWriter()
+    with pytest.raises(OSError) as caught:
+        asyncio.run(case.save_async(complete=True, writer=writer))
+    assert caught.value.errno == errno.ENOSPC
+    assert writer.failed == 1 and writer.written == 0
+    assert case.cassette.dirty  # a later save writes it again
+    monkeypatch.undo()
+    asyncio.run(case.save_async(complete=True, writer=writer))
+    assert (tmp_path / "a.yaml").exists() and writer.written == 1
+    writer.close()
+
+
+def test_a_recording_that_cannot_be_written_is_the_case_error(pytester, server):
+    (pytester.path / "s.ft.yaml").write_text(suite(CASES))
+    (pytester.path / "recordings").mkdir()
+    (pytester.path / "recordings" / "rec").write_text("a file where the suite's folder of cassettes goes")
+    result = run(pytester, "--ft-cassette-dir=recordings")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*cannot write the recording *recordings/rec/a.yaml*"])
+    errors = [case["error"] for suite_ in report(pytester)["suites"] for case in suite_["cases"]]
+    assert len(errors) == 2 and all(e and "cannot write the recording" in e for e in errors)
+
+
+def test_flush_waits_for_every_write_and_close_ends_the_thread(tmp_path, monkeypatch):
+    import threading
+
+    from pytest_ft.recording import cassette as module
+
+    gate = threading.Event()
+    real = module.write_atomic
+
+    def slow(path, text, **kwargs):
+        gate.wait(10)
+        real(path, text, **kwargs)
+
+    monkeypatch.setattr(module, "write_atomic", slow)
+    writer = module.CassetteWriter(name="test-writer", threads=2)
+    done: list = []
+    data = module.cassette_data(_recorded_cassette(tmp_path / "x.yaml", '{"a": 1}').cassette._as_dict())
+    for i in range(5):
+        writer.submit(str(tmp_path / f"c{i}.yaml"), data, done.append)
+    assert writer.flush(timeout=0.2) is False and writer.pending() == 5  # held at the gate: nothing lost
+    gate.set()
+    assert writer.flush(timeout=10) is True
+    assert done == [None] * 5 and sorted(p.name for p in tmp_path.glob("c*.yaml")) == [f"c{i}.yaml" for i in range(5)]
+    def writing_threads() -> set:
+        return {t.name for t in threading.enumerate() if t.name.startswith("test-writer-")}
+
+    assert writer.alive() >= 1 and len(writing_threads()) == writer.alive()
+    assert writer.close(timeout=10) is True
+    assert writer.alive() == 0 and writing_threads() == set()
+    writer.submit(str(tmp_path / "late.yaml"), data)  # a job after close starts a thread again
+    assert writer.alive() == 1
+    assert writer.close(timeout=10) and (tmp_path / "late.yaml").exists() and writer.written == 6
+
+
+def test_a_cancelled_case_still_gets_its_recording_written(tmp_path, monkeypatch):
+    """Ctrl-C cancels the cases waiting on their writes; the writes go on, and flushing at close
+    waits for them."""
+    import asyncio
+    import threading
+
+    from pytest_ft.recording import cassette as module
+
+    gate = threading.Event()
+    real = module.write_atomic
+    monkeypatch.setattr(module, "write_atomic", lambda path, text, **kw: (gate.wait(10), real(path, text, **kw)))
+    writer = module.CassetteWriter()
+    case = _recorded_cassette(tmp_path / "a.yaml", '{"model": "m"}')
+    writer.submit(str(tmp_path / "first.yaml"), module.cassette_data(case.cassette._as_dict()))  # holds the thread
+
+    async def cancelled() -> bool:
+        task = asyncio.ensure_future(case.save_async(complete=True, writer=writer))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            return True
+        return False
+
+    assert asyncio.run(cancelled())
+    assert not (tmp_path / "a.yaml").exists() and writer.pending(str(tmp_path / "a.yaml")) == 1
+    gate.set()
+    assert writer.close(timeout=10) and (tmp_path / "a.yaml").exists()
+    assert "model" in (tmp_path / "a.yaml").read_text()
+
+
+@pytest.mark.parametrize("way", ["save", "save_async"])
+def test_a_finished_case_does_not_keep_its_recording_in_memory(tmp_path, way):
+    """The runner's futures keep each finished asyncio task, and a task keeps its context: the
+    current cassette must be gone from it once saved, or every recording stays to the end."""
+    import asyncio
+    import gc
+    import weakref
+
+    from pytest_ft.recording.cassette import CassetteWriter, current_cassette
+
+    writer = CassetteWriter()
+
+    async def case() -> weakref.ref:
+        cassette = _recorded_cassette(tmp_path / f"{way}.yaml", '{"model": "m"}')
+        current_cassette.set(cassette)
+        if way == "save":
+            cassette.save(complete=True)
+        else:
+            await cassette.save_async(complete=True, writer=writer)
+        assert current_cassette.get() is None
+        return weakref.ref(cassette)
+
+    async def main():
+        task = asyncio.ensure_future(case())
+        ref = await task
+        gc.collect()
+        return task, ref  # the finished task is still held, as the runner's future holds it
+
+    task, ref = asyncio.run(main())
+    assert task.done() and ref() is None
+    assert (tmp_path / f"{way}.yaml").exists()
+    writer.close()
+
+
+def test_a_case_without_a_recording_builds_no_vcr_cassette_until_it_records(tmp_path):
+    from pytest_ft.recording.cassette import CaseCassette
+
+    case = CaseCassette.open(tmp_path / "s" / "a.yaml", "once", "a")
+    assert case._cassette is None
+    assert case.play_json("http://127.0.0.1:9/v1/chat/completions", {"model": "m"}) is None
+    case.save(complete=True)
+    assert case._cassette is None and not (tmp_path / "s").exists()  # nothing recorded: no file
+    assert case.cassette.data == [] and not case.cassette.write_protected  # made when asked for
+    assert CaseCassette.open(tmp_path / "s" / "a.yaml", "none", "a").cassette.write_protected
+

@@ -14,16 +14,33 @@ allow-list, response headers likewise (vcrpy's header filters only touch request
 credentials are dropped, organization / project ids and every credential in use are masked
 in both bodies (:mod:`pytest_ft.redact`), and the file is written through
 :func:`pytest_ft.files.write_atomic`, which scrubs once more.
+
+Recording is on by default, so its cost is the speed users get (#16). Per call it costs one
+parse and one pretty-print of each body (:func:`_pretty_json`: ``json.dumps(indent=2)``'s text
+without its pure-Python encoder), no deep copies, and per case one YAML document
+(:func:`dump_cassette`: the bytes ``yaml.dump`` with vcrpy's dumper writes, several times
+faster). :meth:`CaseCassette.save_async` takes what is to be written and leaves serialising
+and writing to :class:`CassetteWriter`'s thread, so requests in flight on the event loop never
+wait on YAML or the disk, while the case still learns whether its recording was written;
+:func:`flush_recordings` waits for every write handed over. A case with no recording yet gets
+its vcrpy cassette when it first records, and a saved case's task lets go of it, so memory
+holds the cases in flight, not every case of the run.
 """
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import collections
 import contextvars
+import copy
 import hashlib
+import io
 import json
+import os
 import re
+import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +56,9 @@ from vcr.persisters.filesystem import (
 )
 from vcr.record_mode import RecordMode
 from vcr.request import Request as VcrRequest
-from vcr.serialize import serialize
-from vcr.serializers import yamlserializer
+from vcr.serialize import CASSETTE_FORMAT_VERSION, serialize
+from vcr.serializers import compat, yamlserializer
+from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from ..files import write_atomic
 from ..redact import redact_url, scrub
@@ -77,6 +95,12 @@ def _scrub_ids(value: Any) -> Any:
     return value
 
 
+def _may_hold_ids(text: str) -> bool:
+    """Whether JSON ``text`` can have a key of ``_ID_KEYS`` (spelt out, or hidden in an escape):
+    most bodies have none, and copying them whole to find out is most of what scrubbing costs."""
+    return "\\u" in text or '"organization' in text or '"project' in text or '"user_id' in text
+
+
 def _readable_body(body: bytes | str | None) -> tuple[bytes | None, Any]:
     """Pretty, scrubbed JSON so a recording reads well in review; non-JSON is scrubbed as text.
 
@@ -86,14 +110,87 @@ def _readable_body(body: bytes | str | None) -> tuple[bytes | None, Any]:
         return (body if isinstance(body, bytes) or body is None else body.encode()), ("raw", body or b"")
     text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
     try:
-        parsed = ("json", _scrub_ids(json.loads(text)))
-        text = json.dumps(parsed[1], indent=2, ensure_ascii=False)
+        value = json.loads(text)
+        if _may_hold_ids(text):
+            value = _scrub_ids(value)
+        parsed = ("json", value)
+        text = _pretty_json(value)
     except ValueError:
         parsed = None
-    scrubbed = scrub(text).encode("utf-8")
-    if parsed is None or scrubbed != text.encode("utf-8"):
+    scrubbed = scrub(text)
+    if parsed is None or scrubbed != text:
         parsed = None  # the matcher parses the scrubbed text when it needs to
-    return scrubbed, parsed
+    return scrubbed.encode("utf-8"), parsed
+
+
+_encode_str = json.encoder.encode_basestring  # C, where there is a C json: json.dumps(ensure_ascii=False)'s
+_INFINITY = float("inf")
+
+
+def _pretty_json(value: Any) -> str:
+    """``json.dumps(value, indent=2, ensure_ascii=False)``, character for character, for what
+    ``json.loads`` returns: with ``indent`` the json module encodes in pure Python, which was
+    most of the cost of filtering a body. Anything else goes to ``json.dumps`` itself."""
+    out: list[str] = []
+    try:
+        _pretty(value, "\n", out)
+    except _NotParsedJson:
+        return json.dumps(value, indent=2, ensure_ascii=False)
+    return "".join(out)
+
+
+class _NotParsedJson(Exception):
+    pass
+
+
+def _pretty(value: Any, newline: str, out: list[str]) -> None:
+    """``value`` onto ``out``; ``newline`` is a line break and the indentation of ``value``'s line."""
+    kind = type(value)
+    if kind is str:
+        out.append(_encode_str(value))
+    elif kind is dict:
+        if not value:
+            out.append("{}")
+            return
+        inner = newline + "  "
+        lead = "{" + inner
+        for key, item in value.items():
+            if type(key) is not str:
+                raise _NotParsedJson
+            out.append(f"{lead}{_encode_str(key)}: ")
+            _pretty(item, inner, out)
+            lead = "," + inner
+        out.append(newline + "}")
+    elif kind is list:
+        if not value:
+            out.append("[]")
+            return
+        inner = newline + "  "
+        lead = "[" + inner
+        for item in value:
+            out.append(lead)
+            _pretty(item, inner, out)
+            lead = "," + inner
+        out.append(newline + "]")
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif kind is int:
+        out.append(int.__repr__(value))
+    elif kind is float:  # as json.encoder's floatstr (allow_nan)
+        if value != value:
+            out.append("NaN")
+        elif value == _INFINITY:
+            out.append("Infinity")
+        elif value == -_INFINITY:
+            out.append("-Infinity")
+        else:
+            out.append(float.__repr__(value))
+    else:
+        raise _NotParsedJson
 
 
 def filter_request(request: VcrRequest) -> VcrRequest:
@@ -122,10 +219,13 @@ def filter_response(response: dict) -> dict | None:
     """
     if response["status"]["code"] >= 400:
         return None
-    response = decode_response(response)
-    response["headers"] = {k: v for k, v in response["headers"].items() if k.lower() in KEPT_RESPONSE_HEADERS}
-    response["body"]["string"] = _readable_body(response["body"]["string"])[0]
-    return response
+    if any(name.lower() == "content-encoding" for name in response["headers"]):
+        response = decode_response(response)  # vcrpy's, on a copy of its own
+    # A new dict: the response handed in is left as it was (vcrpy deep-copies it first; the
+    # recording transport builds it for this call alone and keeps no other reference).
+    return {**response,
+            "headers": {k: v for k, v in response["headers"].items() if k.lower() in KEPT_RESPONSE_HEADERS},
+            "body": {**response["body"], "string": _readable_body(response["body"]["string"])[0]}}
 
 
 class _ReadableDumper(yamlserializer._CassetteDumper):
@@ -140,6 +240,210 @@ def _represent_str(dumper: yaml.Dumper, value: str) -> yaml.Node:
 _ReadableDumper.add_representer(str, _represent_str)
 
 
+_DUMP_OPTIONS = {"default_flow_style": False, "sort_keys": False, "allow_unicode": True, "width": 120}
+
+
+def _dump_slowly(data: Any) -> str:
+    """The reference: what a cassette's text is, for any data vcrpy's dumper accepts."""
+    return yaml.dump(data, Dumper=_ReadableDumper, **_DUMP_OPTIONS)
+
+
+_STR, _INT = "tag:yaml.org,2002:str", "tag:yaml.org,2002:int"
+_NULL, _BOOL = "tag:yaml.org,2002:null", "tag:yaml.org,2002:bool"
+_MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+
+
+class _NotPlain(Exception):
+    """Data the fast path does not build nodes for (bytes, floats, an object met twice…)."""
+
+
+def _node(value: Any, seen: set[int]) -> yaml.Node:
+    """The node vcrpy's representer (with :func:`_represent_str`) makes of ``value``.
+
+    PyYAML's representer dispatches on each value's type through several Python calls and
+    tracks every object for aliases; a cassette holds only dicts, lists, strings, ints and
+    None, so the nodes are built here directly. A dict or list met twice (which the
+    representer writes as an alias) and any other type fall back to the representer.
+    """
+    kind = type(value)
+    if kind is str:
+        return ScalarNode(_STR, value, style="|" if "\n" in value else None)
+    if kind is dict:
+        if id(value) in seen:
+            raise _NotPlain
+        seen.add(id(value))
+        return MappingNode(_MAP, [(_node(k, seen), _node(v, seen)) for k, v in value.items()], flow_style=False)
+    if kind is list:
+        if id(value) in seen:
+            raise _NotPlain
+        seen.add(id(value))
+        return SequenceNode(_SEQ, [_node(v, seen) for v in value], flow_style=False)
+    if kind is int:
+        return ScalarNode(_INT, str(value))
+    if value is None:
+        return ScalarNode(_NULL, "null")
+    if kind is bool:
+        return ScalarNode(_BOOL, "true" if value else "false")
+    raise _NotPlain
+
+
+def dump_cassette(data: Any) -> str:
+    """A cassette's YAML text: byte for byte :func:`_dump_slowly`'s, several times faster.
+
+    A cassette as the recorder writes it (block mappings, short plain strings, pretty JSON
+    bodies as literal blocks) is written by :func:`_emit_mapping`, which writes what libyaml
+    would and refuses everything else; that goes through nodes built by :func:`_node` and
+    libyaml's emitter (vcrpy's dumper is ``yaml.CDumper`` where libyaml is present), and what
+    those do not cover through PyYAML's representer. vcrpy's loader reads all three the same.
+    """
+    try:
+        out: list[str] = []
+        _emit_mapping(data, "", out, None)
+        return "".join(out)
+    except _NotPlain:
+        pass
+    try:
+        node = _node(data, set())
+    except _NotPlain:
+        return _dump_slowly(data)
+    stream = io.StringIO()
+    dumper = _ReadableDumper(stream, **_DUMP_OPTIONS)
+    try:
+        dumper.open()
+        dumper.serialize(node)
+        dumper.close()
+    finally:
+        dumper.dispose()
+    return stream.getvalue()
+
+
+# What _emit_mapping writes itself. Plain: a word of safe characters (":" only inside a word,
+# never before a space; no quote, "#", "," or bracket), words apart by single spaces, starting
+# where no YAML indicator can (libyaml then chooses plain style, in a block context). Block:
+# the characters libyaml prints as they are (its IS_PRINTABLE: no tab, no C1 control, no
+# astral plane, no BOM; "\n" the only line break), no space before a line break or at the end,
+# no space or break first, no break last: libyaml then writes a literal block with "|-".
+_PLAIN_TEXT = re.compile(r"[A-Za-z0-9_/(][-A-Za-z0-9_./()=+@~;]*(?::[-A-Za-z0-9_./()=+@~;]+)*"
+                         r"(?: [-A-Za-z0-9_./()=+@~;]+(?::[-A-Za-z0-9_./()=+@~;]+)*)*")
+_NOT_BLOCK_TEXT = re.compile("[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd]")
+_NOT_BLOCK_ASCII = re.compile("[^\n\x20-\x7e]")
+_IMPLICIT = _ReadableDumper.yaml_implicit_resolvers
+_WIDTH = _DUMP_OPTIONS["width"]
+_KEYS: set[str] = set()  # keys found plain: a recording holds the same few again and again
+_PLAIN_SEEN: dict[str, str] = {}  # short strings (methods, header values, URLs) and how they are written
+
+
+def _block_text(value: str) -> bool:
+    if value[0] in " \n" or value[-1] in " \n" or " \n" in value:
+        return False
+    return not (_NOT_BLOCK_ASCII if value.isascii() else _NOT_BLOCK_TEXT).search(value)
+
+
+def _plain_key(key: Any) -> bool:
+    if key in _KEYS:
+        return True
+    if type(key) is not str or not key or " " in key or len(key) > 100 or not _PLAIN_TEXT.fullmatch(key) \
+            or any(pattern.match(key) for _, pattern in _IMPLICIT.get(key[0], ())):
+        return False
+    if len(_KEYS) < 1000:
+        _KEYS.add(key)
+    return True
+
+
+def _emit_scalar(value: Any, child: str, column: int) -> str:
+    """`` value`` and its line end as libyaml writes it after ``key:`` or ``-`` ending at
+    ``column``; ``child`` is the indentation of a block's lines. Raises :class:`_NotPlain`
+    for anything whose style it cannot be sure of."""
+    kind = type(value)
+    if kind is str:
+        if "\n" in value:
+            if not _block_text(value):
+                raise _NotPlain
+            if "\n\n" in value:  # an empty line is written empty, not indented
+                return " |-\n" + "\n".join([child + line if line else "" for line in value.split("\n")]) + "\n"
+            return " |-\n" + child + value.replace("\n", "\n" + child) + "\n"
+        if not value:
+            return " ''\n"
+        if " " in value and column + 3 + len(value) > _WIDTH:
+            raise _NotPlain  # beyond the width libyaml would fold it at a space
+        written = _PLAIN_SEEN.get(value)
+        if written is None:
+            if not _PLAIN_TEXT.fullmatch(value):
+                raise _NotPlain
+            written = f" {value}\n"
+            for _, pattern in _IMPLICIT.get(value[0], ()):
+                if pattern.match(value):  # it would read back as a number, a bool, a date…: quoted
+                    written = f" '{value}'\n"
+                    break
+            if len(value) < 200 and len(_PLAIN_SEEN) < 10000:
+                _PLAIN_SEEN[value] = written
+        return written
+    if kind is int:
+        return f" {value}\n"
+    if value is None:
+        return " null\n"
+    if kind is bool:
+        return " true\n" if value else " false\n"
+    raise _NotPlain
+
+
+def _emit_mapping(mapping: Any, indent: str, out: list[str], first: str | None) -> None:
+    """A non-empty block mapping with its keys at ``indent``; ``first`` starts the first line
+    instead (``"- "`` for a mapping that is an item of a sequence)."""
+    if type(mapping) is not dict or not mapping:
+        raise _NotPlain
+    for key, value in mapping.items():
+        if not _plain_key(key):
+            raise _NotPlain
+        out.append(f"{indent if first is None else first}{key}:")
+        first = None
+        kind = type(value)
+        if kind is dict:
+            if not value:
+                out.append(" {}\n")
+            else:
+                out.append("\n")
+                _emit_mapping(value, indent + "  ", out, None)
+        elif kind is list:
+            if not value:
+                out.append(" []\n")
+                continue
+            out.append("\n")
+            for item in value:  # a sequence in a mapping is not indented
+                if type(item) is dict:
+                    _emit_mapping(item, indent + "  ", out, indent + "- ")
+                elif type(item) is list:
+                    raise _NotPlain
+                else:
+                    out.append(f"{indent}-{_emit_scalar(item, indent + '  ', len(indent) + 1)}")
+        else:
+            out.append(_emit_scalar(value, indent + "  ", len(indent) + len(key) + 1))
+
+
+def cassette_data(cassette_dict: dict) -> dict:
+    """What vcrpy's ``serialize`` hands the serializer, built without changing the cassette:
+    vcrpy's turns the stored response bodies into text in place; here each response is copied
+    as far as that, so the result can be serialised on another thread while the case goes on."""
+    interactions = []
+    for request, response in zip(cassette_dict["requests"], cassette_dict["responses"]):
+        if isinstance(response, dict):
+            response = {**response, "headers": _copy_headers(response.get("headers"))}
+            if isinstance(response.get("body"), dict):
+                response["body"] = dict(response["body"])
+        interactions.append({"request": compat.convert_to_unicode(request._to_dict()),
+                             "response": compat.convert_to_unicode(response)})
+    data: dict = {"version": CASSETTE_FORMAT_VERSION, "interactions": interactions}
+    if cassette_dict.get("metadata"):
+        data["metadata"] = copy.deepcopy(cassette_dict["metadata"])
+    return data
+
+
+def _copy_headers(headers: Any) -> Any:
+    if not isinstance(headers, dict):
+        return headers
+    return {k: list(v) if type(v) is list else v for k, v in headers.items()}
+
+
 class readable_yaml:
     """A vcrpy serializer: vcrpy's YAML format and loader, with bodies readable in code review."""
 
@@ -149,7 +453,7 @@ class readable_yaml:
 
     @staticmethod
     def serialize(cassette_dict: dict) -> str:
-        return yaml.dump(cassette_dict, Dumper=_ReadableDumper, sort_keys=False, allow_unicode=True, width=120)
+        return dump_cassette(cassette_dict)
 
 
 def _parsed_body(request: VcrRequest) -> Any:
@@ -205,6 +509,27 @@ class _Cassette(Cassette):
         self.rewound = True
         self._metadata = metadata[0] if metadata else {}
 
+    def append(self, request: VcrRequest, response: dict) -> None:
+        """vcrpy's ``append`` without its deep copy of every response (and its log line):
+        :func:`filter_response` builds the dict it keeps and never changes the one it is given."""
+        request = self._before_record_request(request)
+        if not request:
+            return
+        response = self._before_record_response(response)
+        if response is None:
+            return
+        if not self.rewound:  # nothing loaded, so nothing is matched against it: the parsed body
+            request._ft_parsed = None  # would only weigh on memory and the garbage collector
+        self.data.append((request, response))
+        self.dirty = True
+
+
+def _cassette_options(path: str | os.PathLike, mode: str) -> dict:
+    return dict(path=str(path), serializer=readable_yaml, persister=AtomicPersister,
+                record_mode=vcr_record_mode(mode), match_on=MATCH_ON,
+                before_record_request=filter_request, before_record_response=filter_response,
+                drop_unused_requests=(mode == "once"))
+
 
 class AtomicPersister(FilesystemPersister):
     """vcrpy's filesystem persister, writing safely: xdist workers create a suite's folder at
@@ -220,46 +545,272 @@ class CassetteUnreadable(Exception):
     """A recording that exists but cannot be parsed; never overwritten."""
 
 
-@dataclass
-class CaseCassette:
-    """The cassette of one case, plus what the runner needs to say about it."""
+class _Capture:
+    """A persister that keeps what it is asked to save: vcrpy decides what a cassette holds
+    (``_save``: changed or not, unused interactions dropped, metadata), the writer writes it."""
 
-    cassette: Cassette
-    case: str
-    recorded: int = 0
-    replayed: int = 0
+    def __init__(self) -> None:
+        self.saved: list[dict] = []
+
+    def save_cassette(self, cassette_path: str, cassette_dict: dict, serializer: Any = None) -> None:
+        self.saved.append(cassette_dict)
+
+
+class _WriterThread:
+    """One writing thread and its queue: it takes every job queued since it last looked,
+    writes each, and settles the futures of a batch with one wake-up per event loop."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self._cond = threading.Condition()
+        self._jobs: collections.deque = collections.deque()
+        self._busy = 0  # jobs taken by the thread and not finished
+        self._pending: collections.Counter[str] = collections.Counter()  # path -> jobs not finished
+        self._thread: threading.Thread | None = None
+        self._closing = False
+        self.written = 0
+        self.failed = 0
+
+    def submit(self, path: str, data: dict, done: Any = None) -> None:
+        """Queue ``data`` for ``path``; ``done(error)`` is called on the writer's thread after
+        (``error`` None once it is on disk), or ``done`` is a ``(loop, asyncio.Future)`` to settle."""
+        with self._cond:
+            self._jobs.append((path, data, done))
+            self._pending[path] += 1
+            if self._thread is None or not self._thread.is_alive():
+                self._closing = False
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    async def write(self, path: str, data: dict) -> None:
+        """Write ``data`` to ``path`` on the writer's thread; raises what writing raised."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.submit(path, data, (loop, future))
+        await future
+
+    def pending(self, path: str | None = None) -> int:
+        """Jobs not yet finished (for ``path``, or all)."""
+        with self._cond:
+            return self._pending[path] if path is not None else len(self._jobs) + self._busy
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every job handed over so far is finished; False if ``timeout`` ran out first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._jobs and not self._busy, timeout)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush, then end the thread; False if ``timeout`` ran out first."""
+        flushed = self.flush(timeout)
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        return flushed
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._jobs and not self._closing:
+                    self._cond.wait()
+                if not self._jobs:  # closing, and nothing left
+                    self._thread = None
+                    return
+                batch = list(self._jobs)
+                self._jobs.clear()
+                self._busy = len(batch)
+            settle: dict[Any, list] = {}
+            settled = time.perf_counter()
+            for target, data, done in batch:
+                error = None
+                try:
+                    write_atomic(target, dump_cassette(data))
+                except BaseException as exc:  # the case's to report: whatever it is, it goes back to it
+                    error = exc
+                with self._cond:
+                    self._pending[target] -= 1
+                    if not self._pending[target]:
+                        del self._pending[target]
+                    if error is None:
+                        self.written += 1
+                    else:
+                        self.failed += 1
+                    self._busy -= 1
+                    if not self._busy and not self._jobs:
+                        self._cond.notify_all()
+                if isinstance(done, tuple):
+                    settle.setdefault(done[0], []).append((done[1], error))
+                elif done is not None:
+                    try:
+                        done(error)
+                    except Exception:
+                        pass
+                if settle and time.perf_counter() - settled > 0.01:  # a long batch: tell those done so far
+                    _wake(settle)
+                    settle, settled = {}, time.perf_counter()
+            _wake(settle)
+            batch = settle = data = done = None  # an idle thread holds no recording
+
+
+class CassetteWriter:
+    """Serialises and writes cassettes on a thread of their own, off the event loop.
+
+    Each job is a cassette's data taken by :func:`cassette_data` (nothing the case still
+    changes) and its path; it is written with :func:`~pytest_ft.files.write_atomic`
+    (scrubbed, temporary file and rename, as before) and the coroutine waiting on it learns
+    how that went, so requests in flight never wait on YAML or the disk.
+
+    A path always goes to the same thread, so its jobs are written in the order they came.
+    One thread by default: on a local disk a write is a few hundred microseconds of system
+    calls, and more threads creating files in one folder cost more CPU (the folder's lock, the
+    GIL handed back and forth) than they save; on a network file system more threads let
+    writes overlap. :meth:`flush` waits until every job handed over is on disk (or has failed);
+    :meth:`close` also ends the threads (a later job starts them again). They are daemons, and
+    the module flushes the default writer at exit, so a run that ends without closing its
+    runner still loses nothing it handed over.
+    """
+
+    def __init__(self, name: str = "pytest-ft-cassettes", threads: int = 1):
+        self._threads = [_WriterThread(f"{name}-{i}") for i in range(max(1, threads))]
+
+    def _for(self, path: str) -> _WriterThread:
+        return self._threads[hash(path) % len(self._threads)]
+
+    @property
+    def written(self) -> int:
+        return sum(t.written for t in self._threads)
+
+    @property
+    def failed(self) -> int:
+        return sum(t.failed for t in self._threads)
+
+    def submit(self, path: str, data: dict, done: Any = None) -> None:
+        """Queue ``data`` for ``path``; ``done(error)`` is called on a writing thread after
+        (``error`` None once it is on disk), or ``done`` is a ``(loop, asyncio.Future)`` to settle."""
+        self._for(path).submit(path, data, done)
+
+    async def write(self, path: str, data: dict) -> None:
+        """Write ``data`` to ``path`` on a writing thread; returns once it is written and
+        raises what writing raised."""
+        await self._for(path).write(path, data)
+
+    def pending(self, path: str | None = None) -> int:
+        """Jobs not yet finished (for ``path``, or all)."""
+        if path is not None:
+            return self._for(path).pending(path)
+        return sum(t.pending() for t in self._threads)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every job handed over so far is finished; False if ``timeout`` ran out first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return all([t.flush(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                    for t in self._threads])
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush, then end the threads; False if ``timeout`` ran out first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return all([t.close(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                    for t in self._threads])
+
+    def alive(self) -> int:
+        """How many writing threads are running."""
+        return sum(t._thread is not None and t._thread.is_alive() for t in self._threads)
+
+
+def _wake(settle: dict) -> None:
+    """Settle each loop's futures with one call into that loop."""
+    for loop, futures in settle.items():
+        try:
+            loop.call_soon_threadsafe(_settle, futures)
+        except RuntimeError:  # that loop is closed: nobody waits on these any more
+            pass
+
+
+def _settle(futures: list) -> None:
+    for future, error in futures:
+        if future.done():  # its case was cancelled (Ctrl-C): the cassette is written all the same
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+
+_writer = CassetteWriter()
+
+
+def flush_recordings(timeout: float | None = None) -> bool:
+    """Wait until every cassette handed to the writer (:meth:`CaseCassette.save_async`) is
+    written; False if ``timeout`` ran out first. The runner calls it when it closes."""
+    return _writer.flush(timeout)
+
+
+atexit.register(_writer.close, 60)
+
+
+class CaseCassette:
+    """The cassette of one case, plus what the runner needs to say about it.
+
+    A case whose file does not exist yet (a first run: every case of the suite) gets its
+    vcrpy cassette when it records its first answer, not when it is opened: the runner opens
+    every case's cassette as it submits the case, and 100,000 empty vcrpy cassettes (a dozen
+    containers each) waiting for a slot cost memory and garbage-collection time for nothing.
+    """
+
+    def __init__(self, cassette: Cassette | None = None, case: str = "", *,
+                 path: str | os.PathLike | None = None, mode: str = "once"):
+        self._cassette = cassette
+        self.case = case
+        self.recorded = 0
+        self.replayed = 0
+        self._path = str(path) if path is not None else cassette._path
+        self._mode = mode
+
+    def __repr__(self) -> str:
+        return f"CaseCassette(case={self.case!r}, path={self._path!r}, recorded={self.recorded}, replayed={self.replayed})"
 
     @classmethod
     def open(cls, path: Path, mode: str, case: str) -> "CaseCassette":
-        cassette = _Cassette.load(
-            path=str(path), serializer=readable_yaml, persister=AtomicPersister,
-            record_mode=vcr_record_mode(mode), match_on=MATCH_ON,
-            before_record_request=filter_request, before_record_response=filter_response,
-            drop_unused_requests=(mode == "once"),
-        )
-        return cls(cassette=cassette, case=case)
+        if not os.path.isfile(path):  # what vcrpy's persister takes for "no recording yet"
+            return cls(None, case, path=path, mode=mode)
+        return cls(_Cassette.load(**_cassette_options(path, mode)), case, mode=mode)
+
+    @property
+    def cassette(self) -> Cassette:
+        if self._cassette is None:  # as vcrpy's load of a missing file leaves it: empty
+            self._cassette = _Cassette(**_cassette_options(self._path, self._mode))
+        return self._cassette
 
     @property
     def path(self) -> str:
-        return self.cassette._path
+        return self._path
 
     def play(self, request: VcrRequest) -> dict | None:
         """The recorded response to ``request`` (marked played), or None."""
-        if self.cassette.can_play_response_for(request):
+        if self._cassette is None or not self._cassette.rewound:
+            return None  # no file was loaded: vcrpy never plays what it recorded in this run
+        if self._cassette.can_play_response_for(request):
             self.replayed += 1
-            return self.cassette.play_response(request)
+            return self._cassette.play_response(request)
         return None
 
     def play_json(self, url: str, body: dict) -> dict | None:
         """Replay a JSON POST without building its HTTP request: the lookup is the same match
         (method, path, parsed body) on the same cassette, minus the client's work to encode it.
         A body that would have been scrubbed does not match here and takes the client path."""
+        if self._cassette is None:
+            return None
         request = VcrRequest("POST", url, b"", {})
         request._ft_filtered, request._ft_parsed = True, ("json", body)
         return self.play(request)
 
     def discard(self, response: httpx2.Response) -> None:
         """Forget the interaction just recorded for ``response``: its answer could not be read."""
+        if self._cassette is None:
+            return
         request = response.extensions.get(RECORDED_EXTENSION)
         kept = [(r, a) for r, a in self.cassette.data if r is not request]
         self.recorded -= len(self.cassette.data) - len(kept)
@@ -268,10 +819,59 @@ class CaseCassette:
     def save(self, *, complete: bool) -> None:
         """Write the cassette if it changed. An incomplete case keeps what it did not replay;
         a case with nothing to record leaves no file."""
+        self._leave_context()
+        if self._cassette is None:
+            return
         if not complete:
             self.cassette.drop_unused_requests = False
         if self.cassette.data or self.cassette._old_interactions:
+            if _writer.pending(self.path):  # an earlier save_async of this file must not land after this
+                _writer.flush()
             self.cassette._save()
+
+    async def save_async(self, *, complete: bool, writer: CassetteWriter | None = None) -> None:
+        """:meth:`save` for a coroutine on the event loop: what is to be written is taken now
+        (microseconds), serialised and written on :class:`CassetteWriter`'s thread, so requests
+        in flight never wait on YAML or the disk. Returns once the file is written; raises what
+        writing raised (``OSError``: the case's error, as with :meth:`save`). Cancelled (Ctrl-C),
+        the write still happens; :func:`flush_recordings` waits for it."""
+        self._leave_context()
+        data = self._changes(complete)
+        if data is None:
+            return
+        try:
+            await (writer or _writer).write(self.path, data)
+        except asyncio.CancelledError:
+            raise
+        except BaseException:
+            self.cassette.dirty = True  # not written: a later save tries again
+            raise
+
+    def _leave_context(self) -> None:
+        """Saving ends the calls of this task (a case, a fixture call): it stops pointing at the
+        cassette. A finished asyncio task keeps its context, and the future the runner hands
+        pytest keeps the task (``run_coroutine_threadsafe``'s cancel callback): without this,
+        every recording of the run, requests, answers and parsed bodies, stayed in memory to
+        the end (and every full garbage collection walked through them)."""
+        if current_cassette.get() is self:
+            current_cassette.set(None)
+
+    def _changes(self, complete: bool) -> dict | None:
+        """What :meth:`save` would write now, as data no later change to the cassette touches;
+        None when nothing is to be written."""
+        if self._cassette is None:
+            return None
+        if not complete:
+            self.cassette.drop_unused_requests = False
+        if not (self.cassette.data or self.cassette._old_interactions):
+            return None
+        capture, persister = _Capture(), self.cassette._persister
+        self.cassette._persister = capture
+        try:
+            self.cassette._save()
+        finally:
+            self.cassette._persister = persister
+        return cassette_data(capture.saved[-1]) if capture.saved else None
 
 
 class RecordingTransport(httpx2.AsyncBaseTransport):
@@ -287,15 +887,18 @@ class RecordingTransport(httpx2.AsyncBaseTransport):
         case_cassette = current_cassette.get()
         if case_cassette is None:
             return await self.inner.handle_async_request(request)
-        cassette = case_cassette.cassette
         body = await request.aread()
-        vcr_request = VcrRequest(request.method, str(request.url), body, dict(request.headers))
+        # Only the headers a recording keeps: filter_request would drop the others (vcrpy's
+        # headers are a Python case-insensitive dict, slow to fill and to empty again).
+        vcr_request = VcrRequest(request.method, str(request.url), body,
+                                 {k: v for k, v in request.headers.items() if k.lower() in KEPT_REQUEST_HEADERS})
         recorded = case_cassette.play(vcr_request)
         if recorded is not None:
             headers = [(k, v) for k, values in recorded["headers"].items() for v in values]
             headers.append((REPLAYED_HEADER, "1"))
             return httpx2.Response(recorded["status"]["code"], headers=headers,
                                    stream=httpx2.ByteStream(recorded["body"]["string"]))
+        cassette = case_cassette.cassette
         if cassette.write_protected:
             raise RecordingMissing(f"case {case_cassette.case!r}: no recording of this request in "
                                    f"{case_cassette.path} (record mode 'none' replays only; "
@@ -306,8 +909,9 @@ class RecordingTransport(httpx2.AsyncBaseTransport):
             content = b"".join([chunk async for chunk in response.stream])
         finally:
             await response.stream.aclose()
+        items = response.headers.multi_items()
         headers: dict[str, list[str]] = {}
-        for name, value in response.headers.multi_items():
+        for name, value in items:
             headers.setdefault(name, []).append(value)
         latency = round((time.perf_counter() - started) * 1000)
         headers[LATENCY_HEADER] = [str(latency)]
@@ -316,7 +920,7 @@ class RecordingTransport(httpx2.AsyncBaseTransport):
             "headers": headers, "body": {"string": content}})
         if response.status_code < 400:
             case_cassette.recorded += 1
-        return httpx2.Response(response.status_code, headers=response.headers.multi_items(),
+        return httpx2.Response(response.status_code, headers=items,
                                stream=httpx2.ByteStream(content),
                                extensions={**response.extensions, RECORDED_EXTENSION: vcr_request,
                                            LATENCY_EXTENSION: float(latency)})
