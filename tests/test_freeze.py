@@ -20,6 +20,7 @@ from openai_server import FakeOpenAI
 from pytest_ft.cli import main
 from pytest_ft.data.frozen import FrozenFileError, frozen_line, prompt_key, read_frozen
 
+FAKE_KEY = "sk-" "abcdefghijklmnop1234"  # split: no key-shaped literal in the repository
 OLD = "ft:gpt-4o-2024-08-06:acme:support:old1"  # the model being shut down
 SYSTEM = "You answer support tickets."
 
@@ -248,10 +249,10 @@ def test_with_recordings_the_freezing_replays_once_the_model_is_gone(tmp_path, m
 
 
 def test_a_prompt_holding_a_credential_is_stored_masked_and_still_found_again(tmp_path, server, capsys):
-    source = write_jsonl(tmp_path / "p.jsonl", [chat("my key is sk-abcdefghijklmnop1234, why? LABEL=NO")])
+    source = write_jsonl(tmp_path / "p.jsonl", [chat("my key is " + FAKE_KEY + ", why? LABEL=NO")])
     out = tmp_path / "frozen.jsonl"
     assert freeze(capsys, source, "--model", OLD, "--out", out)[0] == 0
-    assert "sk-abcdefghijklmnop1234" not in out.read_text() and "sk-REDACTED" in out.read_text()
+    assert FAKE_KEY not in out.read_text() and "sk-REDACTED" in out.read_text()
     code, printed, _ = freeze(capsys, source, "--model", OLD, "--out", out)
     assert code == 0 and "(1 already in" in printed
     assert len(server.chat_requests()) == 1

