@@ -27,6 +27,7 @@ from ..run.runner import (
     Runner,
 )
 from ..suite import RESERVED_PARAMS
+from .arguments import add_endpoint
 from .errors import guarded
 
 RECORD_MODES = ("once", "none", "all")
@@ -140,9 +141,7 @@ def register_cli(subparsers: Any) -> None:
                         "prompt; metadata.id names it) or a *.ft.yaml suite")
     p.add_argument("--model", required=True, help="the model whose answers to keep")
     p.add_argument("--out", required=True, metavar="FILE", help="the frozen answers (JSONL), created or resumed")
-    p.add_argument("--base-url", help="OpenAI-compatible endpoint (default: $OPENAI_BASE_URL, else OpenAI's)")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
-                   help="environment variable holding the API key (default OPENAI_API_KEY)")
+    add_endpoint(p)
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="a request parameter, the value as JSON, else as text (temperature=0, "
                         "reasoning_effort=low); repeatable")

@@ -36,6 +36,7 @@ from ..training.remote import (
     list_jobs,
 )
 from ..training.state import DEFAULT_STATE_DIR, State, record_job
+from .arguments import add_endpoint
 from .errors import Interrupted, guarded
 
 if TYPE_CHECKING:
@@ -272,10 +273,7 @@ def _run(command: str, handler: Callable[[argparse.Namespace], int]) -> Callable
 
 
 def _endpoint_options(p: argparse.ArgumentParser, *, follow: bool = False) -> None:
-    p.add_argument("--base-url", help="the OpenAI-compatible API (default $OPENAI_BASE_URL, else OpenAI's); "
-                                      "Azure OpenAI: https://RESOURCE.openai.azure.com/openai/v1")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="NAME",
-                   help="environment variable holding the API key (default OPENAI_API_KEY)")
+    add_endpoint(p)
     p.add_argument("--json", action="store_true", help="print JSON for machines instead of tables")
     p.add_argument("--cassette", metavar="PATH", help="record the API calls into this vcrpy cassette, or replay them")
     p.add_argument("--record-mode", default="once", choices=("once", "new_episodes", "none", "all"),

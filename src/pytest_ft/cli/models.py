@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from tabulate import tabulate
 
+from ..report.formats import fmt_in_days
 from ..report.pricing import fine_tuned_base
 from ..report.retirement import (
     FINE_TUNING_JOBS_END,
@@ -35,6 +36,7 @@ from ..training.api import Api, display_url, make_client
 from ..training.errors import JobError
 from ..training.job_info import as_int, as_str
 from ..training.remote import list_raw
+from .arguments import add_endpoint
 from .errors import guarded
 
 if TYPE_CHECKING:
@@ -107,8 +109,7 @@ def jobs_end_line(today: datetime.date) -> str:
     if days < 0:
         return (f"OpenAI stopped {cutoff.what} on {cutoff.on.isoformat()}: no model can be tuned there any more "
                 f"({cutoff.source})")
-    when = "today" if days == 0 else f"in {days} day{'s' if days != 1 else ''}"
-    return (f"OpenAI stops {cutoff.what} on {cutoff.on.isoformat()} ({when}): retrain or tune a replacement "
+    return (f"OpenAI stops {cutoff.what} on {cutoff.on.isoformat()} ({fmt_in_days(days)}): retrain or tune a replacement "
             f"before then ({cutoff.source})")
 
 
@@ -155,10 +156,7 @@ def register_cli(subparsers: Any) -> None:
         description="List the fine-tuned models the API key can see (GET /models and every page of "
                     "GET /fine_tuning/jobs), with the day each retires (with its base) and a warning for those "
                     "retiring within 90 days: record their answers while they still answer.")
-    p.add_argument("--base-url", help="the OpenAI-compatible API (default $OPENAI_BASE_URL, else OpenAI's); "
-                                      "Azure OpenAI: https://RESOURCE.openai.azure.com/openai/v1")
-    p.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="NAME",
-                   help="environment variable holding the API key (default OPENAI_API_KEY)")
+    add_endpoint(p)
     p.add_argument("--json", action="store_true", help="print a JSON list for machines instead of the table")
     p.add_argument("--retirements", metavar="FILE",
                    help="a YAML/JSON file of retirement dates overriding or extending the built-in ones "

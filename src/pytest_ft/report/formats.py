@@ -29,6 +29,11 @@ def fmt_cost(cost: float | None) -> str:
     return f"{cost:.{decimals}f}"
 
 
+def fmt_in_days(days: int) -> str:
+    """When a date falls, from today: "today", "in 1 day", "in 46 days"."""
+    return "today" if days == 0 else f"in {days} day{'s' if days != 1 else ''}"
+
+
 def fmt_ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:,.0f}"
 

@@ -22,6 +22,7 @@ from typing import Any, Iterator, Mapping
 
 import yaml
 
+from .formats import fmt_in_days
 from .pricing import ALIASES as PRICED_ALIASES
 from .pricing import fine_tuned_base
 
@@ -162,8 +163,7 @@ def warning(retirement: Retirement, today: datetime.date) -> str | None:
     if days < 0:
         return (f"{model} retired on {on} ({-days} day{'s' if days != -1 else ''} ago): it no longer answers; "
                 f"gate a replacement against the answers recorded before (pytest-ft freeze)")
-    when = "today" if days == 0 else f"in {days} day{'s' if days != 1 else ''}"
-    return (f"{model} retires on {on} ({when}): record its answers now (pytest-ft freeze) "
+    return (f"{model} retires on {on} ({fmt_in_days(days)}): record its answers now (pytest-ft freeze) "
             f"and gate a replacement against them")
 
 
