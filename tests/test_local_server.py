@@ -59,15 +59,16 @@ def heavy():
     return torch
 
 
-def tiny_model(torch):
-    """A random 2-layer Llama and a word-level tokenizer with a chat template."""
+def tiny_model(torch, texts=None, max_positions: int = 256):
+    """A random 2-layer Llama and a word-level tokenizer with a chat template, knowing the words of ``texts``."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     from pytest_ft.local.models import LoadedModel, ModelSource
 
-    words = sorted({w for text in [SYSTEM, "o produto e", "system user assistant", *LABELS, *POS_WORDS,
-                                   *NEG_WORDS, "ola tudo", "x y z"] for w in text.split()})
+    if texts is None:
+        texts = [SYSTEM, "o produto e", "system user assistant", *LABELS, *POS_WORDS, *NEG_WORDS, "ola tudo", "x y z"]
+    words = sorted({w for text in texts for w in text.split()} - set(SPECIAL))
     vocab = {tok: i for i, tok in enumerate(SPECIAL + words)}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
@@ -77,7 +78,7 @@ def tiny_model(torch):
     tokenizer.chat_template = TEMPLATE
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions,
                          pad_token_id=0, eos_token_id=vocab["<|end|>"], bos_token_id=None,
                          tie_word_embeddings=False, initializer_range=0.3)
     model = LlamaForCausalLM(config).eval()
@@ -634,29 +635,11 @@ def _tool_example(city: str) -> dict:
 def tool_model(torch):
     """Like :func:`tiny_model`, with the words of the tools format in its vocabulary, so that the
     tool-call text tokenises (and decodes) word by word."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
     from pytest_ft.local import tools as fmt
-    from pytest_ft.local.models import LoadedModel, ModelSource
 
     texts = [SYSTEM, "tempo em e", "ola tudo", *CITIES, fmt.tools_block(fmt.tool_specs([WEATHER])),
              *(fmt.format_call("get_weather", json.dumps({"city": c})) for c in CITIES), fmt.format_result("sol 20")]
-    words = sorted({w for text in texts for w in text.split()} - set(SPECIAL))
-    vocab = {tok: i for i, tok in enumerate(SPECIAL + words)}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    backend.add_special_tokens(SPECIAL)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]",
-                                        eos_token="<|end|>")
-    tokenizer.chat_template = TEMPLATE
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         pad_token_id=0, eos_token_id=vocab["<|end|>"], bos_token_id=None,
-                         tie_word_embeddings=False, initializer_range=0.3)
-    model = LlamaForCausalLM(config).eval()
-    return LoadedModel(model, tokenizer, ModelSource("tiny", "tiny", "tiny"))
+    return tiny_model(torch, texts, max_positions=512)
 
 
 def test_tools_render_into_the_prompt(heavy):
