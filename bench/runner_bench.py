@@ -37,7 +37,7 @@ MODELS = ("gpt-4o-mini-base", "ft:gpt-4o-mini:acme:tuned:abc123")  # the base, t
 RUNNERS = ("record", "off", "bare", "promptfoo")
 
 # Loaded into the pytest process with -p: when the last case finished, and the time spent in
-# building and writing reports and in closing the runner (which waits for recordings to be written).
+# building and writing reports and in closing the runner.
 TIMING_PLUGIN = '''
 import json, os, time
 import pytest

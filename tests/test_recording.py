@@ -414,54 +414,20 @@ def test_filtering_a_response_leaves_the_one_handed_in_as_it_was():
     assert filter_response({**response, "status": {"code": 500, "message": "x"}}) is None
 
 
-def test_a_cassette_written_by_the_writer_is_the_one_save_writes(tmp_path):
-    """save_async (serialised and written on the writer's thread) and save (on the caller's)
-    write the same text; vcrpy's loader and a new CaseCassette read it back and replay it."""
-    import asyncio
-
+def test_a_saved_cassette_is_read_back_by_vcrpy_and_replayed(tmp_path):
     from vcr.serialize import deserialize
 
-    from pytest_ft.recording.cassette import CaseCassette, CassetteWriter, readable_yaml
+    from pytest_ft.recording.cassette import CaseCassette, readable_yaml
 
     bodies = ['{"model": "m", "messages": [{"role": "user", "content": "one"}]}', '{"model": "n"}']
-    direct = _recorded_cassette(tmp_path / "direct" / "a.yaml", *bodies)
-    direct.save(complete=True)
-    queued = _recorded_cassette(tmp_path / "queued" / "a.yaml", *bodies)
-    writer = CassetteWriter()
-    asyncio.run(asyncio.wait_for(queued.save_async(complete=True, writer=writer), 10))
-    assert writer.written == 1 and writer.pending() == 0
-    text = (tmp_path / "queued" / "a.yaml").read_text()
-    assert text == (tmp_path / "direct" / "a.yaml").read_text()
+    _recorded_cassette(tmp_path / "a.yaml", *bodies).save(complete=True)
+    text = (tmp_path / "a.yaml").read_text()
     assert KEY not in text and "authorization" not in text and "date" not in text
     requests, responses = deserialize(text, readable_yaml)[:2]
     assert [json.loads(r.body) for r in requests] == [json.loads(b) for b in bodies]
     assert [r["headers"]["x-pytest-ft-latency-ms"] for r in responses] == [["101"], ["101"]]
-    again = CaseCassette.open(tmp_path / "queued" / "a.yaml", "none", "a")
+    again = CaseCassette.open(tmp_path / "a.yaml", "none", "a")
     assert again.play_json("http://127.0.0.1:9/v1/chat/completions", json.loads(bodies[1])) is not None
-    writer.close()
-
-
-def test_a_failed_write_is_raised_to_the_waiting_case_and_the_cassette_stays_unsaved(tmp_path, monkeypatch):
-    import asyncio
-    import errno
-
-    from pytest_ft.recording import cassette as module
-
-    def full(path, text, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(module, "write_atomic", full)
-    case = _recorded_cassette(tmp_path / "a.yaml", '{"model": "m"}')
-    writer = module.CassetteWriter()
-    with pytest.raises(OSError) as caught:
-        asyncio.run(case.save_async(complete=True, writer=writer))
-    assert caught.value.errno == errno.ENOSPC
-    assert writer.failed == 1 and writer.written == 0
-    assert case.cassette.dirty  # a later save writes it again
-    monkeypatch.undo()
-    asyncio.run(case.save_async(complete=True, writer=writer))
-    assert (tmp_path / "a.yaml").exists() and writer.written == 1
-    writer.close()
 
 
 def test_a_recording_that_cannot_be_written_is_the_case_error(pytester, server):
@@ -475,90 +441,19 @@ def test_a_recording_that_cannot_be_written_is_the_case_error(pytester, server):
     assert len(errors) == 2 and all(e and "cannot write the recording" in e for e in errors)
 
 
-def test_flush_waits_for_every_write_and_close_ends_the_thread(tmp_path, monkeypatch):
-    import threading
-
-    from pytest_ft.recording import cassette as module
-
-    gate = threading.Event()
-    real = module.write_atomic
-
-    def slow(path, text, **kwargs):
-        gate.wait(10)
-        real(path, text, **kwargs)
-
-    monkeypatch.setattr(module, "write_atomic", slow)
-    writer = module.CassetteWriter(name="test-writer", threads=2)
-    done: list = []
-    data = module.cassette_data(_recorded_cassette(tmp_path / "x.yaml", '{"a": 1}').cassette._as_dict())
-    for i in range(5):
-        writer.submit(str(tmp_path / f"c{i}.yaml"), data, done.append)
-    assert writer.flush(timeout=0.2) is False and writer.pending() == 5  # held at the gate: nothing lost
-    gate.set()
-    assert writer.flush(timeout=10) is True
-    assert done == [None] * 5 and sorted(p.name for p in tmp_path.glob("c*.yaml")) == [f"c{i}.yaml" for i in range(5)]
-    def writing_threads() -> set:
-        return {t.name for t in threading.enumerate() if t.name.startswith("test-writer-")}
-
-    assert writer.alive() >= 1 and len(writing_threads()) == writer.alive()
-    assert writer.close(timeout=10) is True
-    assert writer.alive() == 0 and writing_threads() == set()
-    writer.submit(str(tmp_path / "late.yaml"), data)  # a job after close starts a thread again
-    assert writer.alive() == 1
-    assert writer.close(timeout=10) and (tmp_path / "late.yaml").exists() and writer.written == 6
-
-
-def test_a_cancelled_case_still_gets_its_recording_written(tmp_path, monkeypatch):
-    """Ctrl-C cancels the cases waiting on their writes; the writes go on, and flushing at close
-    waits for them."""
-    import asyncio
-    import threading
-
-    from pytest_ft.recording import cassette as module
-
-    gate = threading.Event()
-    real = module.write_atomic
-    monkeypatch.setattr(module, "write_atomic", lambda path, text, **kw: (gate.wait(10), real(path, text, **kw)))
-    writer = module.CassetteWriter()
-    case = _recorded_cassette(tmp_path / "a.yaml", '{"model": "m"}')
-    writer.submit(str(tmp_path / "first.yaml"), module.cassette_data(case.cassette._as_dict()))  # holds the thread
-
-    async def cancelled() -> bool:
-        task = asyncio.ensure_future(case.save_async(complete=True, writer=writer))
-        await asyncio.sleep(0.05)
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            return True
-        return False
-
-    assert asyncio.run(cancelled())
-    assert not (tmp_path / "a.yaml").exists() and writer.pending(str(tmp_path / "a.yaml")) == 1
-    gate.set()
-    assert writer.close(timeout=10) and (tmp_path / "a.yaml").exists()
-    assert "model" in (tmp_path / "a.yaml").read_text()
-
-
-@pytest.mark.parametrize("way", ["save", "save_async"])
-def test_a_finished_case_does_not_keep_its_recording_in_memory(tmp_path, way):
+def test_a_finished_case_does_not_keep_its_recording_in_memory(tmp_path):
     """The runner's futures keep each finished asyncio task, and a task keeps its context: the
     current cassette must be gone from it once saved, or every recording stays to the end."""
     import asyncio
     import gc
     import weakref
 
-    from pytest_ft.recording.cassette import CassetteWriter, current_cassette
-
-    writer = CassetteWriter()
+    from pytest_ft.recording.cassette import current_cassette
 
     async def case() -> weakref.ref:
-        cassette = _recorded_cassette(tmp_path / f"{way}.yaml", '{"model": "m"}')
+        cassette = _recorded_cassette(tmp_path / "a.yaml", '{"model": "m"}')
         current_cassette.set(cassette)
-        if way == "save":
-            cassette.save(complete=True)
-        else:
-            await cassette.save_async(complete=True, writer=writer)
+        cassette.save(complete=True)
         assert current_cassette.get() is None
         return weakref.ref(cassette)
 
@@ -570,8 +465,7 @@ def test_a_finished_case_does_not_keep_its_recording_in_memory(tmp_path, way):
 
     task, ref = asyncio.run(main())
     assert task.done() and ref() is None
-    assert (tmp_path / f"{way}.yaml").exists()
-    writer.close()
+    assert (tmp_path / "a.yaml").exists()
 
 
 def test_a_case_without_a_recording_builds_no_vcr_cassette_until_it_records(tmp_path):

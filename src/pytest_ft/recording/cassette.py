@@ -19,27 +19,21 @@ Recording is on by default, so its cost is the speed users get (#16). Per call i
 parse and one pretty-print of each body (:func:`_pretty_json`: ``json.dumps(indent=2)``'s text
 without its pure-Python encoder), no deep copies, and per case one YAML document
 (:func:`dump_cassette`: the bytes ``yaml.dump`` with vcrpy's dumper writes, several times
-faster). :meth:`CaseCassette.save_async` takes what is to be written and leaves serialising
-and writing to :class:`CassetteWriter`'s thread, so requests in flight on the event loop never
-wait on YAML or the disk, while the case still learns whether its recording was written;
-:func:`flush_recordings` waits for every write handed over. A case with no recording yet gets
-its vcrpy cassette when it first records, and a saved case's task lets go of it, so memory
-holds the cases in flight, not every case of the run.
+faster), written on the event loop as the case ends: a thread of its own for the writing was
+measured and lost (with the GIL, the writer's YAML competes with the requests for the same
+core, and handing the lock back and forth doubled the system time; see ``bench/README.md``).
+A case with no recording yet gets its vcrpy cassette when it first records, and a saved case's
+task lets go of it, so memory holds the cases in flight, not every case of the run.
 """
 
 from __future__ import annotations
 
-import asyncio
-import atexit
-import collections
 import contextvars
-import copy
 import hashlib
 import io
 import json
 import os
 import re
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -56,8 +50,8 @@ from vcr.persisters.filesystem import (
 )
 from vcr.record_mode import RecordMode
 from vcr.request import Request as VcrRequest
-from vcr.serialize import CASSETTE_FORMAT_VERSION, serialize
-from vcr.serializers import compat, yamlserializer
+from vcr.serialize import serialize
+from vcr.serializers import yamlserializer
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from ..files import write_atomic
@@ -420,30 +414,6 @@ def _emit_mapping(mapping: Any, indent: str, out: list[str], first: str | None) 
             out.append(_emit_scalar(value, indent + "  ", len(indent) + len(key) + 1))
 
 
-def cassette_data(cassette_dict: dict) -> dict:
-    """What vcrpy's ``serialize`` hands the serializer, built without changing the cassette:
-    vcrpy's turns the stored response bodies into text in place; here each response is copied
-    as far as that, so the result can be serialised on another thread while the case goes on."""
-    interactions = []
-    for request, response in zip(cassette_dict["requests"], cassette_dict["responses"]):
-        if isinstance(response, dict):
-            response = {**response, "headers": _copy_headers(response.get("headers"))}
-            if isinstance(response.get("body"), dict):
-                response["body"] = dict(response["body"])
-        interactions.append({"request": compat.convert_to_unicode(request._to_dict()),
-                             "response": compat.convert_to_unicode(response)})
-    data: dict = {"version": CASSETTE_FORMAT_VERSION, "interactions": interactions}
-    if cassette_dict.get("metadata"):
-        data["metadata"] = copy.deepcopy(cassette_dict["metadata"])
-    return data
-
-
-def _copy_headers(headers: Any) -> Any:
-    if not isinstance(headers, dict):
-        return headers
-    return {k: list(v) if type(v) is list else v for k, v in headers.items()}
-
-
 class readable_yaml:
     """A vcrpy serializer: vcrpy's YAML format and loader, with bodies readable in code review."""
 
@@ -545,212 +515,6 @@ class CassetteUnreadable(Exception):
     """A recording that exists but cannot be parsed; never overwritten."""
 
 
-class _Capture:
-    """A persister that keeps what it is asked to save: vcrpy decides what a cassette holds
-    (``_save``: changed or not, unused interactions dropped, metadata), the writer writes it."""
-
-    def __init__(self) -> None:
-        self.saved: list[dict] = []
-
-    def save_cassette(self, cassette_path: str, cassette_dict: dict, serializer: Any = None) -> None:
-        self.saved.append(cassette_dict)
-
-
-class _WriterThread:
-    """One writing thread and its queue: it takes every job queued since it last looked,
-    writes each, and settles the futures of a batch with one wake-up per event loop."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self._cond = threading.Condition()
-        self._jobs: collections.deque = collections.deque()
-        self._busy = 0  # jobs taken by the thread and not finished
-        self._pending: collections.Counter[str] = collections.Counter()  # path -> jobs not finished
-        self._thread: threading.Thread | None = None
-        self._closing = False
-        self.written = 0
-        self.failed = 0
-
-    def submit(self, path: str, data: dict, done: Any = None) -> None:
-        """Queue ``data`` for ``path``; ``done(error)`` is called on the writer's thread after
-        (``error`` None once it is on disk), or ``done`` is a ``(loop, asyncio.Future)`` to settle."""
-        with self._cond:
-            self._jobs.append((path, data, done))
-            self._pending[path] += 1
-            if self._thread is None or not self._thread.is_alive():
-                self._closing = False
-                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-                self._thread.start()
-            self._cond.notify()
-
-    async def write(self, path: str, data: dict) -> None:
-        """Write ``data`` to ``path`` on the writer's thread; raises what writing raised."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self.submit(path, data, (loop, future))
-        await future
-
-    def pending(self, path: str | None = None) -> int:
-        """Jobs not yet finished (for ``path``, or all)."""
-        with self._cond:
-            return self._pending[path] if path is not None else len(self._jobs) + self._busy
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every job handed over so far is finished; False if ``timeout`` ran out first."""
-        with self._cond:
-            return self._cond.wait_for(lambda: not self._jobs and not self._busy, timeout)
-
-    def close(self, timeout: float | None = None) -> bool:
-        """Flush, then end the thread; False if ``timeout`` ran out first."""
-        flushed = self.flush(timeout)
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-        return flushed
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._jobs and not self._closing:
-                    self._cond.wait()
-                if not self._jobs:  # closing, and nothing left
-                    self._thread = None
-                    return
-                batch = list(self._jobs)
-                self._jobs.clear()
-                self._busy = len(batch)
-            settle: dict[Any, list] = {}
-            settled = time.perf_counter()
-            for target, data, done in batch:
-                error = None
-                try:
-                    write_atomic(target, dump_cassette(data))
-                except BaseException as exc:  # the case's to report: whatever it is, it goes back to it
-                    error = exc
-                with self._cond:
-                    self._pending[target] -= 1
-                    if not self._pending[target]:
-                        del self._pending[target]
-                    if error is None:
-                        self.written += 1
-                    else:
-                        self.failed += 1
-                    self._busy -= 1
-                    if not self._busy and not self._jobs:
-                        self._cond.notify_all()
-                if isinstance(done, tuple):
-                    settle.setdefault(done[0], []).append((done[1], error))
-                elif done is not None:
-                    try:
-                        done(error)
-                    except Exception:
-                        pass
-                if settle and time.perf_counter() - settled > 0.01:  # a long batch: tell those done so far
-                    _wake(settle)
-                    settle, settled = {}, time.perf_counter()
-            _wake(settle)
-            batch = settle = data = done = None  # an idle thread holds no recording
-
-
-class CassetteWriter:
-    """Serialises and writes cassettes on a thread of their own, off the event loop.
-
-    Each job is a cassette's data taken by :func:`cassette_data` (nothing the case still
-    changes) and its path; it is written with :func:`~pytest_ft.files.write_atomic`
-    (scrubbed, temporary file and rename, as before) and the coroutine waiting on it learns
-    how that went, so requests in flight never wait on YAML or the disk.
-
-    A path always goes to the same thread, so its jobs are written in the order they came.
-    One thread by default: on a local disk a write is a few hundred microseconds of system
-    calls, and more threads creating files in one folder cost more CPU (the folder's lock, the
-    GIL handed back and forth) than they save; on a network file system more threads let
-    writes overlap. :meth:`flush` waits until every job handed over is on disk (or has failed);
-    :meth:`close` also ends the threads (a later job starts them again). They are daemons, and
-    the module flushes the default writer at exit, so a run that ends without closing its
-    runner still loses nothing it handed over.
-    """
-
-    def __init__(self, name: str = "pytest-ft-cassettes", threads: int = 1):
-        self._threads = [_WriterThread(f"{name}-{i}") for i in range(max(1, threads))]
-
-    def _for(self, path: str) -> _WriterThread:
-        return self._threads[hash(path) % len(self._threads)]
-
-    @property
-    def written(self) -> int:
-        return sum(t.written for t in self._threads)
-
-    @property
-    def failed(self) -> int:
-        return sum(t.failed for t in self._threads)
-
-    def submit(self, path: str, data: dict, done: Any = None) -> None:
-        """Queue ``data`` for ``path``; ``done(error)`` is called on a writing thread after
-        (``error`` None once it is on disk), or ``done`` is a ``(loop, asyncio.Future)`` to settle."""
-        self._for(path).submit(path, data, done)
-
-    async def write(self, path: str, data: dict) -> None:
-        """Write ``data`` to ``path`` on a writing thread; returns once it is written and
-        raises what writing raised."""
-        await self._for(path).write(path, data)
-
-    def pending(self, path: str | None = None) -> int:
-        """Jobs not yet finished (for ``path``, or all)."""
-        if path is not None:
-            return self._for(path).pending(path)
-        return sum(t.pending() for t in self._threads)
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every job handed over so far is finished; False if ``timeout`` ran out first."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        return all([t.flush(None if deadline is None else max(0.0, deadline - time.monotonic()))
-                    for t in self._threads])
-
-    def close(self, timeout: float | None = None) -> bool:
-        """Flush, then end the threads; False if ``timeout`` ran out first."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        return all([t.close(None if deadline is None else max(0.0, deadline - time.monotonic()))
-                    for t in self._threads])
-
-    def alive(self) -> int:
-        """How many writing threads are running."""
-        return sum(t._thread is not None and t._thread.is_alive() for t in self._threads)
-
-
-def _wake(settle: dict) -> None:
-    """Settle each loop's futures with one call into that loop."""
-    for loop, futures in settle.items():
-        try:
-            loop.call_soon_threadsafe(_settle, futures)
-        except RuntimeError:  # that loop is closed: nobody waits on these any more
-            pass
-
-
-def _settle(futures: list) -> None:
-    for future, error in futures:
-        if future.done():  # its case was cancelled (Ctrl-C): the cassette is written all the same
-            continue
-        if error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(error)
-
-
-_writer = CassetteWriter()
-
-
-def flush_recordings(timeout: float | None = None) -> bool:
-    """Wait until every cassette handed to the writer (:meth:`CaseCassette.save_async`) is
-    written; False if ``timeout`` ran out first. The runner calls it when it closes."""
-    return _writer.flush(timeout)
-
-
-atexit.register(_writer.close, 60)
-
-
 class CaseCassette:
     """The cassette of one case, plus what the runner needs to say about it.
 
@@ -825,27 +589,7 @@ class CaseCassette:
         if not complete:
             self.cassette.drop_unused_requests = False
         if self.cassette.data or self.cassette._old_interactions:
-            if _writer.pending(self.path):  # an earlier save_async of this file must not land after this
-                _writer.flush()
             self.cassette._save()
-
-    async def save_async(self, *, complete: bool, writer: CassetteWriter | None = None) -> None:
-        """:meth:`save` for a coroutine on the event loop: what is to be written is taken now
-        (microseconds), serialised and written on :class:`CassetteWriter`'s thread, so requests
-        in flight never wait on YAML or the disk. Returns once the file is written; raises what
-        writing raised (``OSError``: the case's error, as with :meth:`save`). Cancelled (Ctrl-C),
-        the write still happens; :func:`flush_recordings` waits for it."""
-        self._leave_context()
-        data = self._changes(complete)
-        if data is None:
-            return
-        try:
-            await (writer or _writer).write(self.path, data)
-        except asyncio.CancelledError:
-            raise
-        except BaseException:
-            self.cassette.dirty = True  # not written: a later save tries again
-            raise
 
     def _leave_context(self) -> None:
         """Saving ends the calls of this task (a case, a fixture call): it stops pointing at the
@@ -855,23 +599,6 @@ class CaseCassette:
         the end (and every full garbage collection walked through them)."""
         if current_cassette.get() is self:
             current_cassette.set(None)
-
-    def _changes(self, complete: bool) -> dict | None:
-        """What :meth:`save` would write now, as data no later change to the cassette touches;
-        None when nothing is to be written."""
-        if self._cassette is None:
-            return None
-        if not complete:
-            self.cassette.drop_unused_requests = False
-        if not (self.cassette.data or self.cassette._old_interactions):
-            return None
-        capture, persister = _Capture(), self.cassette._persister
-        self.cassette._persister = capture
-        try:
-            self.cassette._save()
-        finally:
-            self.cassette._persister = persister
-        return cassette_data(capture.saved[-1]) if capture.saved else None
 
 
 class RecordingTransport(httpx2.AsyncBaseTransport):
