@@ -195,3 +195,26 @@ def test_no_progress_lines_in_ci_logs(pytester, server):
     result = pytester.runpytest("--ft-concurrency=2", "--ft-disable-recording")  # output is not a terminal
     result.assert_outcomes(passed=12)
     assert "cases done" not in result.stdout.str()
+
+
+def test_full_garbage_collections_are_rarer_while_a_runner_is_open_and_restored_when_the_last_closes():
+    """A run keeps every finished case's result, so full collections walk a heap that only grows:
+    the runner makes them rarer and gives the process its own thresholds back."""
+    import gc
+
+    from pytest_ft.run.runner import FULL_COLLECTION_EVERY, Runner
+
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        first = Runner(record_mode=None)
+        assert gc.get_threshold() == (700, 10, FULL_COLLECTION_EVERY)
+        second = Runner(record_mode=None)
+        first.close()
+        assert gc.get_threshold() == (700, 10, FULL_COLLECTION_EVERY)  # the second still runs
+        first.close()  # closing twice gives nothing back twice
+        assert gc.get_threshold() == (700, 10, FULL_COLLECTION_EVERY)
+        second.close()
+        assert gc.get_threshold() == (700, 10, 10)
+    finally:
+        gc.set_threshold(*before)

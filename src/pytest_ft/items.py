@@ -146,6 +146,11 @@ class FtCase(pytest.Item):
         if self.result.errors:
             pytest.fail(scrub("\n".join(self.result.errors)), pytrace=False)
 
+    def teardown(self) -> None:
+        # Its report carries the record on; pytest keeps every item to the end of the run,
+        # and 100,000 results kept twice are memory the run does not need.
+        self.result = self.record = None
+
     def runtest(self) -> None:
         if self._verdict("tuned") is Verdict.PASS:
             return

@@ -87,10 +87,14 @@ class Controller:
         self._write_reports(build_report(Aggregator(), self.config.stash[SESSION_KEY].prices,
                                          interrupted="the run has not finished (still running, or killed)"))
 
+    @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         record = getattr(report, "ft_result", None)
         if record is not None:
             self.aggregator.add_case(record)
+            # After every other plugin has seen it: the terminal reporter keeps each report
+            # to the end of the run, and the aggregator now holds the record.
+            del report.ft_result
         calls = getattr(report, "ft_calls", None)
         if calls:
             self.aggregator.add_calls(calls)

@@ -13,6 +13,7 @@ suite's facts (:class:`SuiteInfo`) are kept once per suite, not copied into ever
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -105,6 +106,11 @@ class SuiteInfo:
     def key(self) -> str:
         return f"{self.file}::{self.suite}"
 
+    @functools.cached_property
+    def as_json(self) -> dict:
+        """Plain data, made once: every case of the suite carries the same (read only)."""
+        return asdict(self)
+
 
 @dataclass
 class CaseRecord:
@@ -131,7 +137,7 @@ class CaseRecord:
 
     def to_json(self) -> dict:
         """Plain data, for xdist to carry: a dataclass would not cross."""
-        return {f.name: asdict(self.suite) if f.name == "suite" else getattr(self, f.name) for f in fields(self)}
+        return {f.name: self.suite.as_json if f.name == "suite" else getattr(self, f.name) for f in _RECORD_FIELDS}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], suites: dict[str, SuiteInfo] | None = None) -> "CaseRecord":
@@ -140,3 +146,6 @@ class CaseRecord:
         if suites is not None:
             info = suites.setdefault(info.key, info)
         return cls(**{**data, "suite": info})
+
+
+_RECORD_FIELDS = fields(CaseRecord)
