@@ -51,6 +51,7 @@ from ..recording.cassette import (
     current_cassette,
     recorded_latency,
 )
+from .network import on_asyncio
 from .ratelimit import AdaptiveLimiter, retry_after, retry_delay
 
 DEFAULT_CONCURRENCY = 16
@@ -398,7 +399,7 @@ class Runner:
 
             def make_client(connections: int) -> openai.AsyncOpenAI:
                 limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
-                transport = RecordingTransport(httpx2.AsyncHTTPTransport(limits=limits))
+                transport = RecordingTransport(on_asyncio(httpx2.AsyncHTTPTransport(limits=limits)))
                 return openai.AsyncOpenAI(
                     api_key=os.environ.get(endpoint.api_key_env) or NO_KEY,
                     base_url=endpoint.base_url or None,
