@@ -20,22 +20,31 @@ def write_atomic(path: str | os.PathLike, text: str, *, durable: bool = False) -
     """Write ``text`` (scrubbed) to ``path`` through a temporary file in the same folder and a rename.
 
     ``durable`` also flushes it to the disk before the rename, for state that must survive a
-    power cut (the record of a paid fine-tuning job).
+    power cut (the record of a paid fine-tuning job). A recorded run writes one file per case,
+    so this is a handful of system calls: the folder is made only when it is missing.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:100]}.", suffix=".tmp")
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    data = scrub(text).encode("utf-8", "backslashreplace")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
-            handle.write(scrub(text))
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
+        fd, tmp = tempfile.mkstemp(dir=folder or None, prefix=f".{name[:100]}.", suffix=".tmp")
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder or None, prefix=f".{name[:100]}.", suffix=".tmp")
+    try:
         try:
-            mode = path.stat().st_mode & 0o777  # a file written over keeps its permissions
-        except FileNotFoundError:
-            mode = 0o666 & ~_UMASK
-        os.chmod(tmp, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if durable:
+                os.fsync(fd)
+            try:
+                mode = os.stat(path).st_mode & 0o777  # a file written over keeps its permissions
+            except FileNotFoundError:
+                mode = 0o666 & ~_UMASK
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
