@@ -4,6 +4,7 @@ connections the server closes, timeouts, refused connections, bodies larger than
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import ssl
 import threading
@@ -16,6 +17,7 @@ from http_server import LocalHTTPServer
 from pytest_ft.run.network import AsyncioBackend, on_asyncio
 
 BIG = 3 * 1024 * 1024  # three times the stream's read buffer
+SECRET_PASSWORD = "proxy-" "pass-0123456789"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -180,3 +182,85 @@ def test_https_through_start_tls_checks_the_certificate():
         assert text.startswith("/secure ") and tls is not None and tls.version().startswith("TLS")
         with pytest.raises(httpx2.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             asyncio.run(get(ssl.create_default_context()))  # an authority it does not trust
+
+
+class ProxyHandler(BaseHTTPRequestHandler):
+    """A forward proxy that answers for every model itself: it records the absolute URL asked for."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list[str] = []
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).seen.append(f"{self.path} {self.headers.get('Proxy-Authorization', '')}".strip())
+        body = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "A"}}],
+                           "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def run_one(base_url: str):
+    from pytest_ft.graders import build_grader
+    from pytest_ft.run.runner import CaseJob, Endpoint, ModelRef, Runner
+
+    runner = Runner(concurrency=2, record_mode=None, max_retries=0, timeout=5)
+    try:
+        job = CaseJob(case_id="c", messages=[{"role": "user", "content": "x"}], expected="A",
+                      grader=build_grader("exact"), params={}, models=[ModelRef("tuned", "m", Endpoint(base_url))])
+        return runner.submit(job).result(timeout=30)
+    finally:
+        runner.close()
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch):
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+def test_the_runner_goes_through_the_proxy_the_environment_names(no_proxy_env):
+    """The runner makes its own transport (to record), and httpx then reads no proxy variable
+    by itself: users behind a company proxy must still reach their models."""
+    ProxyHandler.seen = []
+    with LocalHTTPServer(ProxyHandler) as proxy:
+        no_proxy_env.setenv("HTTP_PROXY", f"http://alice:{SECRET_PASSWORD}@127.0.0.1:{proxy.port}")
+        result = run_one("http://models.invalid/v1")
+        assert result.error is None and result.models["tuned"].passed, result.errors
+        assert ProxyHandler.seen[0].startswith("http://models.invalid/v1/chat/completions Basic ")
+
+        no_proxy_env.setenv("NO_PROXY", "models.invalid")  # that host is reached directly: it does not resolve
+        result = run_one("http://models.invalid/v1")
+        assert len(ProxyHandler.seen) == 1
+        assert "cannot reach http://models.invalid/v1" in result.errors[0]
+
+
+def test_a_proxy_s_password_never_shows_in_an_error(no_proxy_env):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # a proxy that is down
+    no_proxy_env.setenv("https_proxy", f"http://alice:{SECRET_PASSWORD}@127.0.0.1:{port}")
+    result = run_one("https://models.invalid/v1")
+    assert result.errors and SECRET_PASSWORD not in " ".join(result.errors)
+
+
+def test_environment_proxy_follows_the_variables_httpx_reads(no_proxy_env):
+    from pytest_ft.run.network import environment_proxy
+
+    assert environment_proxy("https://api.example.com/v1") is None
+    no_proxy_env.setenv("HTTPS_PROXY", "http://proxy:3128")
+    no_proxy_env.setenv("ALL_PROXY", "http://all:3128")
+    assert environment_proxy("https://api.example.com/v1") == "http://proxy:3128"
+    assert environment_proxy(None) == "http://proxy:3128"  # the openai client's default URL is https
+    assert environment_proxy("http://vllm.internal:8000/v1") == "http://all:3128"
+    no_proxy_env.setenv("NO_PROXY", "vllm.internal,.corp")
+    assert environment_proxy("http://vllm.internal:8000/v1") is None
+    assert environment_proxy("https://models.corp/v1") is None
+    assert environment_proxy("https://api.example.com/v1") == "http://proxy:3128"

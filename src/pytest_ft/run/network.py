@@ -18,8 +18,11 @@ extra info.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
+import urllib.parse
+import urllib.request
 from collections.abc import Iterable
 from typing import Any
 
@@ -199,3 +202,20 @@ def on_asyncio(transport: httpx2.AsyncHTTPTransport) -> httpx2.AsyncHTTPTranspor
     if type(pool) is httpcore2.AsyncConnectionPool and hasattr(pool, "_network_backend"):
         pool._network_backend = AsyncioBackend()
     return transport
+
+
+OPENAI_URL = "https://api.openai.com/v1"  # the openai client's own default
+
+
+def environment_proxy(base_url: str | None) -> str | None:
+    """The proxy the environment names for ``base_url`` (``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``ALL_PROXY``, any case; none for a host ``NO_PROXY`` lists), or None.
+
+    httpx reads these only when it makes its own transport; the runner makes its own (to
+    record and replay), so it asks here, as the openai client's default one would have.
+    """
+    url = urllib.parse.urlsplit(base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL)
+    proxies = urllib.request.getproxies_environment()
+    if url.hostname and urllib.request.proxy_bypass_environment(url.hostname, proxies):
+        return None
+    return proxies.get(url.scheme) or proxies.get("all")

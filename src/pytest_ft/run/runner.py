@@ -51,7 +51,7 @@ from ..recording.cassette import (
     current_cassette,
     recorded_latency,
 )
-from .network import on_asyncio
+from .network import environment_proxy, on_asyncio
 from .ratelimit import AdaptiveLimiter, retry_after, retry_delay
 
 DEFAULT_CONCURRENCY = 16
@@ -397,9 +397,12 @@ class Runner:
 
             register_endpoint(endpoint)
 
+            proxy = environment_proxy(endpoint.base_url)
+            redact.register_url(proxy)  # a proxy's URL may carry its user's password
+
             def make_client(connections: int) -> openai.AsyncOpenAI:
                 limits = httpx2.Limits(max_connections=connections, max_keepalive_connections=connections)
-                transport = RecordingTransport(on_asyncio(httpx2.AsyncHTTPTransport(limits=limits)))
+                transport = RecordingTransport(on_asyncio(httpx2.AsyncHTTPTransport(limits=limits, proxy=proxy)))
                 return openai.AsyncOpenAI(
                     api_key=os.environ.get(endpoint.api_key_env) or NO_KEY,
                     base_url=endpoint.base_url or None,
