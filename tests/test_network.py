@@ -9,6 +9,7 @@ import socket
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler
+from typing import ClassVar
 
 import httpx2
 import pytest
@@ -188,7 +189,7 @@ class ProxyHandler(BaseHTTPRequestHandler):
     """A forward proxy that answers for every model itself: it records the absolute URL asked for."""
 
     protocol_version = "HTTP/1.1"
-    seen: list[str] = []
+    seen: ClassVar[list[str]] = []
 
     def log_message(self, *args) -> None:
         pass
