@@ -49,3 +49,9 @@ def test_what_is_written_is_scrubbed_and_any_text_fits(tmp_path):
     write_atomic(target, f"key {SECRET} · ünïcode · a lone surrogate \udc80 · " + "x" * 300_000)
     text = target.read_text(encoding="utf-8")
     assert SECRET not in text and "ünïcode" in text and "\\udc80" in text and text.endswith("x" * 300_000)
+
+
+def test_a_bare_file_name_is_written_in_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write_atomic("report.json", "{}")
+    assert (tmp_path / "report.json").read_text() == "{}" and os.listdir(tmp_path) == ["report.json"]

@@ -27,10 +27,10 @@ def write_atomic(path: str | os.PathLike, text: str, *, durable: bool = False) -
     folder, name = os.path.split(path)
     data = scrub(text).encode("utf-8", "backslashreplace")
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder or None, prefix=f".{name[:100]}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=folder or ".", prefix=f".{name[:100]}.", suffix=".tmp")
     except FileNotFoundError:
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder or None, prefix=f".{name[:100]}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=folder or ".", prefix=f".{name[:100]}.", suffix=".tmp")
     try:
         try:
             view = memoryview(data)
