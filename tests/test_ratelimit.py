@@ -197,24 +197,69 @@ def test_no_progress_lines_in_ci_logs(pytester, server):
     assert "cases done" not in result.stdout.str()
 
 
-def test_full_garbage_collections_are_rarer_while_a_runner_is_open_and_restored_when_the_last_closes():
+def test_full_garbage_collections_are_rarer_while_a_run_is_open_and_restored_when_the_last_closes(monkeypatch):
     """A run keeps every finished case's result, so full collections walk a heap that only grows:
-    the runner makes them rarer and gives the process its own thresholds back."""
+    a runner (and a session that collects a suite) makes them rarer, and gives the process its
+    own thresholds back when the last of them closes."""
     import gc
 
-    from pytest_ft.run.runner import FULL_COLLECTION_EVERY, Runner
+    from pytest_ft.run import heap
+    from pytest_ft.run.runner import Runner
 
     before = gc.get_threshold()
+    monkeypatch.setattr(heap, "_open", {"holders": 0, "thresholds": before})
     gc.set_threshold(700, 10, 10)
     try:
         first = Runner(record_mode=None)
-        assert gc.get_threshold() == (700, 10, FULL_COLLECTION_EVERY)
+        assert gc.get_threshold() == (700, 10, heap.FULL_COLLECTION_EVERY)
         second = Runner(record_mode=None)
         first.close()
-        assert gc.get_threshold() == (700, 10, FULL_COLLECTION_EVERY)  # the second still runs
+        assert gc.get_threshold() == (700, 10, heap.FULL_COLLECTION_EVERY)  # the second still runs
         first.close()  # closing twice gives nothing back twice
-        assert gc.get_threshold() == (700, 10, FULL_COLLECTION_EVERY)
+        assert gc.get_threshold() == (700, 10, heap.FULL_COLLECTION_EVERY)
         second.close()
         assert gc.get_threshold() == (700, 10, 10)
     finally:
         gc.set_threshold(*before)
+
+
+def test_the_runner_holds_a_bounded_window_of_cases_and_keeps_it_full_while_pytest_waits(pytester, server,
+                                                                                         monkeypatch):
+    """Cases are submitted a window ahead of the one pytest reports, not all at once (a run of
+    100,000 cases would hold 100,000 waiting tasks); and while pytest waits on a slow case, the
+    window is topped up, so the slow case does not stall the rest. Here the first case cannot
+    finish until the 20th has been submitted: that happens only if the waiting tops up."""
+    import threading
+
+    from pytest_ft.run import session as session_module
+    from pytest_ft.run.runner import Runner
+
+    monkeypatch.setattr(session_module, "PREFETCH_MIN", 6)
+    monkeypatch.setattr(session_module, "PREFETCH_PER_SLOT", 1)
+    twentieth, submitted, pending, held = threading.Event(), [], [], []
+    real_submit, real_answer = Runner.submit, Runner.answer
+
+    def submit(self, job):
+        future = real_submit(self, job)
+        submitted.append(job.case_id)
+        pending.append(self.pending)
+        if len(submitted) >= 20:
+            twentieth.set()
+        return future
+
+    async def answer(self, ref, job):
+        if job.case_id == "c00":
+            await asyncio.get_running_loop().run_in_executor(None, twentieth.wait, 30)
+            held.append(twentieth.is_set())
+        return await real_answer(self, ref, job)
+
+    monkeypatch.setattr(Runner, "submit", submit)
+    monkeypatch.setattr(Runner, "answer", answer)
+    cases = "".join(f"  - {{id: c{i:02d}, input: 'x{i} LABEL=L', expected: L}}\n" for i in range(40))
+    (pytester.path / "s.ft.yaml").write_text(f"models: {{tuned: {TUNED}}}\ncases:\n{cases}")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--ft-concurrency=2", "--ft-disable-recording")
+    result.assert_outcomes(passed=40)
+    assert held == [True, True]  # the first case (both models) went on once the twentieth was submitted
+    assert submitted == [f"c{i:02d}" for i in range(40)]  # each once, in order
+    assert max(pending) <= 6
+    assert len(server.chat_requests()) == 40 * 2

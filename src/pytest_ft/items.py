@@ -13,6 +13,7 @@ Outcomes:
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -72,7 +73,7 @@ def upcoming_cases(item: "FtCase") -> list["FtCase"]:
     """The case items this process will run, starting with ``item``."""
     items = item.session.items
     if not hasattr(item.config, "workerinput"):
-        return [i for i in items if isinstance(i, FtCase)]
+        return [i for i in itertools.islice(items, items.index(item), None) if isinstance(i, FtCase)]
     queue = _xdist_queue(item.config)
     if queue is None:
         return [item]

@@ -51,6 +51,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector):
     if is_suite_file(file_path):
+        parent.config.stash[SESSION_KEY].suite_found()
         return FtFile.from_parent(parent, path=file_path)
     return None
 

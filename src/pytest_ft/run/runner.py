@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import gc
 import json
 import math
 import statistics
@@ -51,6 +50,7 @@ from ..recording.cassette import (
     current_cassette,
     recorded_latency,
 )
+from .heap import fewer_full_collections
 from .network import environment_proxy, on_asyncio
 from .ratelimit import AdaptiveLimiter, retry_after, retry_delay
 
@@ -285,40 +285,6 @@ class _ClientShards:
             self.busy[index] -= 1
 
 
-FULL_COLLECTION_EVERY = 1000  # second-generation collections between full ones (Python's default: 10)
-_gc_lock = threading.Lock()
-_gc_open = {"runners": 0, "thresholds": gc.get_threshold()}
-
-
-def _fewer_full_collections():
-    """Make full garbage collections rarer while a runner is open; returns what undoes it.
-
-    A run holds every finished case's result (the report needs them all), so the heap grows
-    with the run, and Python's default (a full collection every tenth second-generation one)
-    walks all of it again and again: a fifth of the process's CPU at 10,000 cases. Each
-    request leaves cycles behind (tasks, exceptions, futures) that the young generations
-    still reclaim; only the walks of what is kept anyway become rarer. The thresholds come
-    back when the last open runner closes.
-    """
-    with _gc_lock:
-        if not _gc_open["runners"]:
-            _gc_open["thresholds"] = young, middle, full = gc.get_threshold()
-            gc.set_threshold(young, middle, max(full, FULL_COLLECTION_EVERY))
-        _gc_open["runners"] += 1
-    done = threading.Event()
-
-    def restore() -> None:
-        with _gc_lock:
-            if done.is_set():
-                return
-            done.set()
-            _gc_open["runners"] -= 1
-            if not _gc_open["runners"]:
-                gc.set_threshold(*_gc_open["thresholds"])
-
-    return restore
-
-
 class Runner:
     """Owns the event loop thread, the clients (one per endpoint) and the concurrency limit."""
 
@@ -338,7 +304,7 @@ class Runner:
         self._thread = threading.Thread(target=self._loop.run_forever, name="pytest-ft-runner", daemon=True)
         self._thread.start()
         self._futures: set[concurrent.futures.Future] = set()
-        self._restore_gc = _fewer_full_collections()
+        self._restore_gc = fewer_full_collections()
 
     # -- public, called from pytest's thread -------------------------------------------------
 
@@ -539,6 +505,11 @@ class Runner:
             await grade_case(job, result, judge)
             if job.prefer:
                 result.preference = await preference(job, result, judge)
+        except asyncio.CancelledError:  # Ctrl-C, SIGTERM: the answers that came are paid for, keep them
+            if case_cassette is not None:
+                with contextlib.suppress(OSError):
+                    case_cassette.save(complete=False)
+            raise
         except CassetteUnreadable as exc:
             result.error = redact.scrub(str(exc))
         except ApiError as exc:
@@ -556,6 +527,11 @@ class Runner:
                 result.error = result.error or redact.scrub(
                     f"cannot write the recording {case_cassette.path}: {exc.strerror or exc}")
         return result
+
+    @property
+    def pending(self) -> int:
+        """Cases (and other work) submitted and not finished."""
+        return len(self._futures)
 
     def progress(self, total: int) -> str:
         """One line on how the run goes: for a terminal while pytest waits on a case."""

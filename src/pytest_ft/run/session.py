@@ -24,6 +24,7 @@ from ..results import CaseRecord
 from ..report.baseline import BaselineError, load_baseline
 from ..report.pricing import PriceFileError, PriceTable
 from ..report.retirement import RetirementCalendar, RetirementFileError
+from .heap import fewer_full_collections
 from .plan import Planner, default_endpoint
 from .runner import CaseJob, CaseResult, ModelOutcome, ModelRef, Runner
 from .signals import interrupt_on_sigterm
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from .batch import Pending
 
 SESSION_KEY = pytest.StashKey["EvalSession"]()
+PREFETCH_MIN, PREFETCH_PER_SLOT = 1000, 8  # cases submitted ahead: at least 1,000, 8 per request slot
+BACKLOG = 4  # finished cases pytest has not reported yet, at most, in prefetches (a slow case holds the line)
 
 
 class EvalSession:
@@ -47,13 +50,22 @@ class EvalSession:
             raise pytest.UsageError(str(exc)) from exc
         self.runner: Runner | None = None
         self._restore_sigterm = lambda: None
+        self._restore_gc: Callable[[], None] | None = None
         self._progress_shown = time.monotonic()
-        self._futures: dict[str, Any] = {}
+        self._futures: dict[str, Any] = {}  # by node id: submitted, not yet reported
+        self._submitted: set[str] = set()
+        self._reported = 0  # results handed to pytest
+        self._expected = 0  # cases this process will run, as far as it knows
         self._messages: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.planner = Planner(config, self.options, say=self._say_now)
         self.plan_suite = self.planner.plan
 
     # -- collection --------------------------------------------------------------------------
+
+    def suite_found(self) -> None:
+        """A suite is collected: from here to the end of the session the heap holds its cases."""
+        if self._restore_gc is None:
+            self._restore_gc = fewer_full_collections()
 
     def _say_now(self, message: str) -> None:
         self._messages.put(message)
@@ -81,26 +93,51 @@ class EvalSession:
                        cassette=cassette_path(plan.cassette_dir, plan.suite, case.id) if plan.cassette_dir else None)
 
     def result_for(self, item: "FtCase", upcoming: Callable[[], list["FtCase"]]) -> "CaseResult | Pending":
-        """``item``'s result. When ``item`` was not submitted yet, every case ``upcoming()`` lists (the
-        cases this process will run, ``item`` first) is submitted, so their requests are in flight
-        together."""
+        """``item``'s result. Cases are submitted ahead of the one pytest reports, from the cases
+        ``upcoming()`` lists (those this process will run, ``item`` first): whenever fewer than
+        half of :attr:`prefetch` are unfinished in the runner, it gets up to :attr:`prefetch`
+        (a batch suite's all at once) — also while pytest waits on a slow case, until the
+        results waiting for pytest are ``BACKLOG`` prefetches."""
         if item.nodeid not in self._futures:
-            runner = self._runner()
-            batches: dict[int, list] = {}
-            for case_item in upcoming():
-                if case_item.nodeid in self._futures:
-                    continue
-                if case_item.plan.batch:
-                    batches.setdefault(id(case_item.plan), []).append(case_item)
-                else:
-                    self._futures[case_item.nodeid] = runner.submit(self.job(case_item))
-            for items in batches.values():
-                self._submit_batch(runner, items)
+            self._submitted.discard(item.nodeid)  # run again (a rerun plugin): asked again
+            self._submit_upcoming(item, upcoming())
         future, case_id = self._futures.pop(item.nodeid), None
         if isinstance(future, tuple):
             future, case_id = future
-        result = self._wait(future)
+
+        def top_up() -> None:
+            if self.runner is not None and self.runner.pending <= self.prefetch // 2 \
+                    and len(self._futures) < BACKLOG * self.prefetch:
+                self._submit_upcoming(item, upcoming())
+
+        result = self._wait(future, top_up)
+        self._reported += 1
         return result[case_id] if case_id is not None else result
+
+    @property
+    def prefetch(self) -> int:
+        """How many cases the runner holds at most: enough to keep every request slot busy while
+        cases finish out of order, few enough that a run of 100,000 cases does not keep 100,000
+        of them (a task, a job, a result in the making each) waiting in memory."""
+        return max(PREFETCH_MIN, PREFETCH_PER_SLOT * self.options.concurrency)
+
+    def _submit_upcoming(self, item: "FtCase", cases: list["FtCase"]) -> None:
+        runner = self._runner()
+        self._expected = self._reported + len(cases)
+        room = min(self.prefetch - runner.pending, BACKLOG * self.prefetch - len(self._futures))
+        for case_item in cases:
+            nodeid = case_item.nodeid
+            if nodeid in self._submitted:
+                continue
+            if case_item.plan.batch:
+                self._submit_batch(runner, [i for i in cases
+                                            if i.plan is case_item.plan and i.nodeid not in self._submitted])
+            elif room > 0 or case_item is item:
+                self._futures[nodeid] = runner.submit(self.job(case_item))
+                self._submitted.add(nodeid)
+                room -= 1
+            else:
+                break
 
     def _submit_batch(self, runner: Runner, items: list["FtCase"]) -> None:
         from .batch import BatchRun
@@ -113,18 +150,21 @@ class EvalSession:
         future = runner.submit_batch(run)
         for i in items:
             self._futures[i.nodeid] = (future, i.case.id)
+            self._submitted.add(i.nodeid)
 
-    def _wait(self, future: concurrent.futures.Future):
-        """Wait for a result, printing the runner's status lines (batch progress) meanwhile.
+    def _wait(self, future: concurrent.futures.Future, top_up: Callable[[], None]):
+        """Wait for a result, topping the runner up and printing its status lines (batch progress)
+        meanwhile.
 
         On a terminal, every few seconds a line also says how the whole run is going; CI logs
         (no terminal, or ``CI`` set) stay quiet.
         """
         while True:
+            top_up()
             done, _ = concurrent.futures.wait([future], timeout=0.2)
             now = time.monotonic()
             if now - self._progress_shown >= 5 and self.show_progress and self.runner is not None:
-                self._messages.put(self.runner.progress(len(self._futures) + self.runner.cases_done + (not done)))
+                self._messages.put(self.runner.progress(self._expected))
                 self._progress_shown = now
             self._print_messages()
             if done:
@@ -169,6 +209,9 @@ class EvalSession:
             self.runner.close()
             self.runner = None
             self._restore_sigterm()
+        if self._restore_gc is not None:
+            self._restore_gc()
+            self._restore_gc = None
 
 
 def fixture_completer(request: pytest.FixtureRequest, models: dict[str, ModelRef], calls_key):
