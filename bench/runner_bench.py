@@ -385,7 +385,12 @@ def main() -> None:
         runners.append("promptfoo")
     if "promptfoo" in runners and not args.promptfoo:
         parser.error("--runners promptfoo needs --promptfoo PATH")
-    trees = [tuple(s.split("=", 1)) if "=" in s else (s, s) for s in args.src] or [(None, None)]
+    # Each run has a folder of its own as its working directory: paths given relative to here
+    # must still find their files.
+    args.server = os.path.abspath(args.server)
+    args.promptfoo = args.promptfoo and os.path.abspath(args.promptfoo)
+    trees = [(label, os.path.abspath(path)) for label, path in
+             (s.split("=", 1) if "=" in s else (s, s) for s in args.src)] or [(None, None)]
     to_stdout = args.json == "-"
 
     rows: list[dict] = []
