@@ -105,9 +105,10 @@ class EvalSession:
         if isinstance(future, tuple):
             future, case_id = future
 
-        def top_up() -> None:
-            if self.runner is not None and self.runner.pending <= self.prefetch // 2 \
-                    and len(self._futures) < BACKLOG * self.prefetch:
+        def top_up() -> None:  # by half a window or more: listing the upcoming cases is not free
+            half = self.prefetch // 2
+            if self.runner is not None and self.runner.pending <= half \
+                    and len(self._futures) <= BACKLOG * self.prefetch - half:
                 self._submit_upcoming(item, upcoming())
 
         result = self._wait(future, top_up)
