@@ -435,3 +435,31 @@ def test_ft_data_fixture_guards_the_training_data(pytester, server):
             assert [leak.case for leak in report.leaks] == ["adorei"]
         """)
     pytester.runpytest("test_guard.py").assert_outcomes(passed=1)
+
+
+HEAVY = ("vcr", "httpx2", "httpcore2", "openai", "tabulate", "jinja2",
+         "pytest_ft.run.runner", "pytest_ft.recording.cassette", "pytest_ft.report.render.terminal")
+
+
+def test_a_run_without_suites_does_not_import_the_http_and_recording_stack(pytester):
+    """pytest-ft is loaded by every pytest run of the environment it is installed in: a project's
+    plain tests must not pay for vcrpy, httpx, openai and the report renderers (~0.3 s a start)."""
+    pytester.makeconftest("""
+        import json, sys
+
+        def pytest_unconfigure(config):
+            with open("modules.json", "w") as out:
+                json.dump(sorted(sys.modules), out)
+        """)
+    pytester.makepyfile(test_plain="def test_x():\n    assert 1 + 1 == 2\n")
+    result = pytester.runpytest_subprocess("--ft-report=report.json", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    loaded = set(json.loads((pytester.path / "modules.json").read_text()))
+    assert "pytest_ft.plugin" in loaded  # the plugin itself is there: the check is not vacuous
+    assert sorted(loaded & set(HEAVY)) == []
+    assert not (pytester.path / "report.json").exists()  # no suite, no report (and no stale one)
+
+    pytester.makefile(".ft.yaml", s="cases:\n  - {id: a, input: hi, expected: hi}\n")
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", "--co")
+    loaded = set(json.loads((pytester.path / "modules.json").read_text()))
+    assert {"vcr", "pytest_ft.run.runner"} <= loaded  # a suite brings them in

@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 import pytest
 
-from .recording.cassette import RECORD_MODES
-from .run.runner import DEFAULT_CONCURRENCY
+from .recording import RECORD_MODES
+from .run import DEFAULT_CONCURRENCY
 from .suite import PASS_RULES
 
 

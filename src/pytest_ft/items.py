@@ -21,7 +21,6 @@ import pytest
 
 from .redact import scrub
 from .results import CaseRecord, Verdict
-from .run.runner import describe_failure
 from .suite import Case, Suite, SuiteError, load_suite
 
 if TYPE_CHECKING:
@@ -41,6 +40,8 @@ class FtFile(pytest.File):
             self.suite = load_suite(self.path)
             plan = evals.plan_suite(self.suite)
         except Exception as exc:
+            from .run.runner import describe_failure
+
             # An item, not a collection error: pytest stops the whole run on collection
             # errors, and one broken suite must not keep the others from running.
             error = exc if isinstance(exc, SuiteError) else \
@@ -135,6 +136,8 @@ class FtCase(pytest.Item):
                             "run the same command again to collect the results")
             self.record = evals.record(self, self.result)
         except Exception as exc:
+            from .run.runner import describe_failure
+
             # The one place where any failure of a case becomes its ERROR, kept in the report
             # (where it fails the gate) instead of leaving the case out.
             self.result = evals.failed_result(self, describe_failure(exc))

@@ -2,6 +2,9 @@
 
 Hooks and fixtures only; the work lives in ``suite/`` (reading suites), ``run/`` (planning,
 scheduling, the concurrent runner), ``recording/`` (vcrpy), ``graders/`` and ``report/``.
+
+Every pytest run of an environment where pytest-ft is installed loads this module, so it
+imports the runner, the recorder and the report renderers only when a run has cases.
 """
 
 from __future__ import annotations
@@ -12,17 +15,17 @@ from pathlib import Path
 
 import pytest
 
+from typing import TYPE_CHECKING
+
 from . import redact
 from .config import add_options
 from .items import FtCase, FtFile, FtSuiteError
 from .report.aggregate import Aggregator, build_report
-from .report.render.html import write_html
-from .report.render.jsonfile import write_json
-from .report.render.markdown import append_step_summary, render_markdown, write_markdown
-from .report.render.terminal import render
-from .run.runner import ModelRef
 from .run.session import SESSION_KEY, EvalSession
 from .suite import is_suite_file
+
+if TYPE_CHECKING:
+    from .run.runner import ModelRef
 
 CALLS_KEY = pytest.StashKey[list]()
 
@@ -85,8 +88,9 @@ class Controller:
         self.started = time.perf_counter()
         # Until the run ends, its reports say it has not: a run killed outright (kill -9, the
         # machine lost) must not leave the last run's "passed" behind for CI to read.
-        self._write_reports(build_report(Aggregator(), self.config.stash[SESSION_KEY].prices,
-                                         interrupted="the run has not finished (still running, or killed)"))
+        if self._report_paths():
+            self._write_reports(build_report(Aggregator(), self.config.stash[SESSION_KEY].prices,
+                                             interrupted="the run has not finished (still running, or killed)"))
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -114,28 +118,43 @@ class Controller:
         self.report["duration_s"] = round(time.perf_counter() - self.started, 3)
         markdown = self._write_reports(self.report)
         if os.environ.get("GITHUB_STEP_SUMMARY"):
+            from .report.render.markdown import append_step_summary, render_markdown
+
             append_step_summary(markdown or render_markdown(self.report, self.report.get("baseline", {}).get("suites")))
         if not self.report["passed"] and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
+    def _report_paths(self) -> list[Path]:
+        options = self.config.stash[SESSION_KEY].options
+        return [path for path in (options.report, options.markdown, options.html) if path is not None]
+
     def _write_reports(self, report: dict | None) -> str | None:
         """Write (or, with no report, remove) the report files asked for; returns the Markdown."""
-        options = self.config.stash[SESSION_KEY].options
         if report is None:
-            for path in (options.report, options.markdown, options.html):
-                if path is not None:
-                    path.unlink(missing_ok=True)
+            for path in self._report_paths():
+                path.unlink(missing_ok=True)
             return None
+        options = self.config.stash[SESSION_KEY].options
         diff = report.get("baseline", {}).get("suites")
         if options.report:
+            from .report.render.jsonfile import write_json
+
             write_json(report, options.report)
         if options.html:
+            from .report.render.html import write_html
+
             write_html(report, options.html, diff)
-        return write_markdown(report, options.markdown, diff) if options.markdown else None
+        if options.markdown:
+            from .report.render.markdown import write_markdown
+
+            return write_markdown(report, options.markdown, diff)
+        return None
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         if self.report is None:
             return
+        from .report.render.terminal import render
+
         terminalreporter.section("pytest-ft")
         terminalreporter.write_line(redact.scrub(render(self.report)))
         options = self.config.stash[SESSION_KEY].options
@@ -169,7 +188,7 @@ def ft_options(pytestconfig: pytest.Config):
 
 
 @pytest.fixture(scope="session")
-def ft_models(pytestconfig: pytest.Config) -> dict[str, ModelRef]:
+def ft_models(pytestconfig: pytest.Config) -> dict[str, "ModelRef"]:
     """The tuned and base models of this run, as :class:`~pytest_ft.runner.ModelRef` by role.
 
     From ``--ft-model`` / ``--ft-base-model`` (or their ini options; the base defaults to the

@@ -18,14 +18,8 @@ from typing import Any
 from ..data.errors import DataError
 from ..data.frozen import FrozenFileError
 from ..run.freeze import FreezeSummary, freeze, load_prompts
-from ..run.runner import (
-    DEFAULT_CONCURRENCY,
-    DEFAULT_RETRIES,
-    DEFAULT_TIMEOUT,
-    Endpoint,
-    ModelRef,
-    Runner,
-)
+from ..run import DEFAULT_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT
+from ..run.runner import Endpoint, ModelRef, Runner
 from ..suite import RESERVED_PARAMS
 from .arguments import add_endpoint
 from .errors import guarded

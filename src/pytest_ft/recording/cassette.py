@@ -57,7 +57,6 @@ from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from ..files import write_atomic
 from ..redact import redact_url, scrub
 
-RECORD_MODES = ("once", "new_episodes", "none", "all")
 REPLAYED_HEADER = "x-pytest-ft-replayed"
 # How long the live call took (ms, to its last byte), kept with the recording so that a replay
 # reports the latency the model had; a recording made before it existed has none.

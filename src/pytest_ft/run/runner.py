@@ -50,13 +50,11 @@ from ..recording.cassette import (
     current_cassette,
     recorded_latency,
 )
+from . import DEFAULT_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from .heap import fewer_full_collections
 from .network import environment_proxy, on_asyncio
 from .ratelimit import AdaptiveLimiter, retry_after, retry_delay
 
-DEFAULT_CONCURRENCY = 16
-DEFAULT_TIMEOUT = 60.0
-DEFAULT_RETRIES = 4
 MAX_TOKENS_PER_CALL = 100_000_000  # beyond any context window: a count above it is a broken server
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 NO_KEY = "pytest-ft-no-api-key"

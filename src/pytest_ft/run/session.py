@@ -3,6 +3,10 @@
 When the first case item is set up it submits every case this process will run (all
 selected items, or on an xdist worker the items xdist has queued for it), so their requests
 are in flight together while pytest reports the items one by one.
+
+The session exists in every pytest run of an environment where pytest-ft is installed; the
+planner and the runner (vcrpy, httpx, openai) are imported when a suite or a fixture needs
+them, so a project's plain tests do not pay for them.
 """
 
 from __future__ import annotations
@@ -18,20 +22,20 @@ from typing import TYPE_CHECKING, Any, Callable
 import pytest
 
 from ..config import Options
-from ..recording.cassette import cassette_path
 from ..redact import scrub
 from ..results import CaseRecord
 from ..report.baseline import BaselineError, load_baseline
 from ..report.pricing import PriceFileError, PriceTable
 from ..report.retirement import RetirementCalendar, RetirementFileError
 from .heap import fewer_full_collections
-from .plan import Planner, default_endpoint
-from .runner import CaseJob, CaseResult, ModelOutcome, ModelRef, Runner
 from .signals import interrupt_on_sigterm
 
 if TYPE_CHECKING:
     from ..items import FtCase
+    from ..suite import Suite
     from .batch import Pending
+    from .plan import Planner, SuitePlan
+    from .runner import CaseJob, CaseResult, ModelRef, Runner
 
 SESSION_KEY = pytest.StashKey["EvalSession"]()
 PREFETCH_MIN, PREFETCH_PER_SLOT = 1000, 8  # cases submitted ahead: at least 1,000, 8 per request slot
@@ -57,10 +61,16 @@ class EvalSession:
         self._reported = 0  # results handed to pytest
         self._expected = 0  # cases this process will run, as far as it knows
         self._messages: queue.SimpleQueue[str] = queue.SimpleQueue()
-        self.planner = Planner(config, self.options, say=self._say_now)
-        self.plan_suite = self.planner.plan
+        self._planner: Planner | None = None
 
     # -- collection --------------------------------------------------------------------------
+
+    def plan_suite(self, suite: "Suite") -> "SuitePlan":
+        if self._planner is None:
+            from .plan import Planner
+
+            self._planner = Planner(self.config, self.options, say=self._say_now)
+        return self._planner.plan(suite)
 
     def suite_found(self) -> None:
         """A suite is collected: from here to the end of the session the heap holds its cases."""
@@ -75,13 +85,18 @@ class EvalSession:
 
     def _runner(self) -> Runner:
         if self.runner is None:
+            from .runner import Runner
+
             o = self.options
             self.runner = Runner(concurrency=o.concurrency, timeout=o.timeout, max_retries=o.retries,
                                  record_mode=o.record_mode, tokens_per_minute=o.tpm)
             self._restore_sigterm = interrupt_on_sigterm()
         return self.runner
 
-    def job(self, item: "FtCase") -> CaseJob:
+    def job(self, item: "FtCase") -> "CaseJob":
+        from ..recording.cassette import cassette_path
+        from .runner import CaseJob
+
         case, plan, suite = item.case, item.plan, item.suite
         repeat = case.repeat or suite.repeat or self.options.repeat
         pass_if = case.pass_if or suite.pass_if or self.options.pass_if
@@ -188,14 +203,16 @@ class EvalSession:
             with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
                 reporter.write_line(scrub(f"pytest-ft: {message}"))
 
-    def failed_result(self, item: "FtCase", message: str) -> CaseResult:
+    def failed_result(self, item: "FtCase", message: str) -> "CaseResult":
         """A case that could not be run or read: its ERROR, with every model of the suite named."""
+        from .runner import CaseResult, ModelOutcome
+
         plan = item.plan
         return CaseResult(models={ref.role: ModelOutcome(role=ref.role, model=ref.model) for ref in plan.models},
                           judge_model=plan.judge.model if plan.judge else None, error=message)
 
     @staticmethod
-    def record(item: "FtCase", result: CaseResult) -> CaseRecord:
+    def record(item: "FtCase", result: "CaseResult") -> CaseRecord:
         """The case's result as the report will see it (see :class:`~pytest_ft.results.CaseRecord`)."""
         return CaseRecord(
             suite=item.plan.info, id=item.case.id, nodeid=item.nodeid, input=item.case.input,
@@ -215,8 +232,12 @@ class EvalSession:
             self._restore_gc = None
 
 
-def fixture_completer(request: pytest.FixtureRequest, models: dict[str, ModelRef], calls_key):
+def fixture_completer(request: pytest.FixtureRequest, models: dict[str, "ModelRef"], calls_key):
     """The ``ft_complete`` callable: one cassette per test, tokens reported with the run."""
+    from ..recording.cassette import cassette_path
+    from .plan import default_endpoint
+    from .runner import ModelRef
+
     evals: EvalSession = request.config.stash[SESSION_KEY]
     item = request.node
     calls = item.stash.setdefault(calls_key, [])
