@@ -441,9 +441,8 @@ HEAVY = ("vcr", "httpx2", "httpcore2", "openai", "tabulate", "jinja2",
          "pytest_ft.run.runner", "pytest_ft.recording.cassette", "pytest_ft.report.render.terminal")
 
 
-def test_a_run_without_suites_does_not_import_the_http_and_recording_stack(pytester):
-    """pytest-ft is loaded by every pytest run of the environment it is installed in: a project's
-    plain tests must not pay for vcrpy, httpx, openai and the report renderers (~0.3 s a start)."""
+def modules_imported(pytester, *args) -> set[str]:
+    """The modules a pytest run in a fresh process had imported by its end."""
     pytester.makeconftest("""
         import json, sys
 
@@ -451,15 +450,32 @@ def test_a_run_without_suites_does_not_import_the_http_and_recording_stack(pytes
             with open("modules.json", "w") as out:
                 json.dump(sorted(sys.modules), out)
         """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
+    assert result.ret == 0, result.stdout.str()
+    return set(json.loads((pytester.path / "modules.json").read_text()))
+
+
+def test_a_run_without_suites_does_not_import_the_http_and_recording_stack(pytester):
+    """pytest-ft is loaded by every pytest run of the environment it is installed in: a project's
+    plain tests must not pay for vcrpy, httpx, openai and the report renderers (~0.3 s a start)."""
     pytester.makepyfile(test_plain="def test_x():\n    assert 1 + 1 == 2\n")
-    result = pytester.runpytest_subprocess("--ft-report=report.json", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1)
-    loaded = set(json.loads((pytester.path / "modules.json").read_text()))
+    loaded = modules_imported(pytester, "--ft-report=report.json")
     assert "pytest_ft.plugin" in loaded  # the plugin itself is there: the check is not vacuous
     assert sorted(loaded & set(HEAVY)) == []
     assert not (pytester.path / "report.json").exists()  # no suite, no report (and no stale one)
 
     pytester.makefile(".ft.yaml", s="cases:\n  - {id: a, input: hi, expected: hi}\n")
-    pytester.runpytest_subprocess("-p", "no:cacheprovider", "--co")
-    loaded = set(json.loads((pytester.path / "modules.json").read_text()))
+    loaded = modules_imported(pytester, "--co")
     assert {"vcr", "pytest_ft.run.runner"} <= loaded  # a suite brings them in
+
+
+def test_a_replay_does_not_import_the_openai_client(pytester, server):
+    write(pytester, "sentiment.ft.yaml", SENTIMENT)
+    assert "openai" in modules_imported(pytester)  # recording: the client sends the requests
+    calls = len(server.chat_requests())
+    assert calls > 0
+    loaded = modules_imported(pytester, "--ft-record-mode=none", "--ft-report=replay.json")
+    assert "openai" not in loaded and "pytest_ft.run.runner" in loaded
+    assert len(server.chat_requests()) == calls
+    report = json.loads((pytester.path / "replay.json").read_text())
+    assert report["calls"]["replayed"] == calls and report["calls"]["live"] == 0

@@ -55,6 +55,7 @@ from .heap import fewer_full_collections
 from .network import environment_proxy, on_asyncio
 from .ratelimit import AdaptiveLimiter, retry_after, retry_delay
 
+OPENAI_BASE_URL = "https://api.openai.com/v1"  # the openai client's, without a base URL or OPENAI_BASE_URL
 MAX_TOKENS_PER_CALL = 100_000_000  # beyond any context window: a count above it is a broken server
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 NO_KEY = "pytest-ft-no-api-key"
@@ -294,6 +295,7 @@ class Runner:
         self.max_retries = max_retries
         self.record_mode = record_mode
         self._clients: dict[Endpoint, _ClientShards] = {}
+        self._chat_urls: dict[Endpoint, str] = {}
         self._loop = asyncio.new_event_loop()
         self.tokens_per_minute = tokens_per_minute
         self.limiter: AdaptiveLimiter | None = None  # made on the loop, where it waits
@@ -377,6 +379,18 @@ class Runner:
             shards = self._clients[endpoint] = _ClientShards(make_client, self.concurrency)
         return shards
 
+    def _chat_url(self, endpoint: Endpoint) -> str:
+        """Where ``endpoint``'s client sends chat completions, resolved as the openai client
+        resolves its base URL — known without making the client: a run that only replays never
+        imports openai (a third of a second). Were it to differ from the client's, a replay
+        would still match, through the client."""
+        url = self._chat_urls.get(endpoint)
+        if url is None:
+            register_endpoint(endpoint)
+            base = endpoint.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
+            url = self._chat_urls[endpoint] = f"{base.rstrip('/')}/chat/completions"
+        return url
+
     def open_cassette(self, path: Path | None, case: str) -> CaseCassette | None:
         if path is None or self.record_mode is None:
             return None
@@ -384,11 +398,10 @@ class Runner:
 
     async def complete(self, ref: ModelRef, messages: list[dict], params: Mapping[str, Any]) -> Answer:
         """One chat completion, retried on transient failures; raises :class:`ApiError`."""
-        shards = self._shards(ref.endpoint)
         body = chat_body(ref, messages, params)
         case_cassette = current_cassette.get()
         if case_cassette is not None:
-            recorded = case_cassette.play_json(f"{shards.clients[0].base_url}chat/completions", body)
+            recorded = case_cassette.play_json(self._chat_url(ref.endpoint), body)
             if recorded is not None:
                 try:
                     data = json.loads(recorded["body"]["string"])
