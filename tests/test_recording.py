@@ -6,7 +6,6 @@ import json
 import re
 import textwrap
 
-import pytest
 import yaml
 from conftest import without_run_details
 
@@ -161,7 +160,7 @@ def test_many_concurrent_cases_each_get_their_own_answer(pytester, server):
 
 
 def test_identical_repeated_requests_replay_in_order(pytester, server):
-    pytester.makepyfile(test_fixture_sampling=f"""
+    pytester.makepyfile(test_fixture_sampling="""
         def test_sampled_twice(ft_complete):
             first = ft_complete("same question COUNT")
             second = ft_complete("same question COUNT")
@@ -274,6 +273,36 @@ def _recorded_cassette(path, *bodies: str):
     return cassette
 
 
+def random_cassette_data(rng):
+    """A maker of random cassette-like data: strings at every edge of YAML's plain, quoted and
+    literal styles, numbers, bools, None, bytes, floats, nested mappings and sequences."""
+    plain = list("abXZ0129_-./:;=+@~() ") + ["yes", "no", "null", "true", "1.5", "0x1f", "2020-01-01", "1_000",
+                                              ".inf", "0o7", "1e3", "~", "-", ":", "é", "#", "'", '"', "'x'"]
+    block = list("ab {}[]\":,-#'|>é中\x7f\xa0\u2027\t\r\x85\u2028\ufeff😀") + ["\n", "\n\n", "  ", "\ue000", "\ufffd"]
+
+    def text(alphabet, low, high):
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(low, high)))
+
+    def scalar():
+        return rng.choice([lambda: text(plain, 1, 8), lambda: text(plain, 100, 125), lambda: text(block, 1, 60),
+                           lambda: text(block[:24] + ["\n"], 1, 60),
+                           lambda: rng.choice([0, -1, 10 ** 30, None, True, False, "", 1.5, b"x"])])()
+
+    def mapping(depth=0):
+        return {rng.choice(["body", "headers", "x-a", "uri", "1", "yes", "a b", text(plain, 1, 6)]): value(depth)
+                for _ in range(rng.randint(1, 4))}
+
+    def value(depth):
+        roll = rng.random()
+        if depth < 3 and roll < 0.25:
+            return mapping(depth + 1)
+        if depth < 3 and roll < 0.4:
+            return [mapping(depth + 1) if rng.random() < 0.3 else scalar() for _ in range(rng.randint(0, 3))]
+        return {} if roll < 0.45 else scalar()
+
+    return mapping
+
+
 def test_the_fast_serializer_writes_the_example_cassettes_byte_for_byte():
     """Every recording in example_suites/ is what dump_cassette writes from its data, and what
     PyYAML's representer (the serializer before #16) writes; vcrpy's loader reads both alike."""
@@ -282,7 +311,7 @@ def test_the_fast_serializer_writes_the_example_cassettes_byte_for_byte():
     from vcr.serialize import deserialize
     from vcr.serializers import yamlserializer
 
-    from pytest_ft.recording.cassette import _dump_slowly, _emit_mapping, dump_cassette, readable_yaml
+    from pytest_ft.recording.serializer import _dump_slowly, _emit_mapping, dump_cassette, readable_yaml
 
     files = sorted((Path(__file__).parent.parent / "example_suites" / "cassettes").rglob("*.yaml"))
     assert len(files) >= 10
@@ -306,32 +335,10 @@ def test_the_fast_serializer_agrees_with_pyyaml_on_awkward_strings():
     exactly what libyaml does, or leaves the document to it."""
     import random
 
-    from pytest_ft.recording.cassette import _dump_slowly, _emit_mapping, _NotPlain, dump_cassette
+    from pytest_ft.recording.serializer import _dump_slowly, _emit_mapping, _NotPlain, dump_cassette
 
     rng = random.Random(16)
-    plain = list("abXZ0129_-./:;=+@~() ") + ["yes", "no", "null", "true", "1.5", "0x1f", "2020-01-01", "1_000",
-                                              ".inf", "0o7", "1e3", "~", "-", ":", "é", "#", "'", '"', "'x'"]
-    block = list("ab {}[]\":,-#'|>é中\x7f\xa0\u2027\t\r\x85\u2028\ufeff😀") + ["\n", "\n\n", "  ", "\ue000", "\ufffd"]
-
-    def text(alphabet, low, high):
-        return "".join(rng.choice(alphabet) for _ in range(rng.randint(low, high)))
-
-    def scalar():
-        return rng.choice([lambda: text(plain, 1, 8), lambda: text(plain, 100, 125), lambda: text(block, 1, 60),
-                           lambda: text(block[:24] + ["\n"], 1, 60),
-                           lambda: rng.choice([0, -1, 10 ** 30, None, True, False, "", 1.5, b"x"])])()
-
-    def mapping(depth):
-        return {rng.choice(["body", "headers", "x-a", "uri", "1", "yes", "a b", text(plain, 1, 6)]): value(depth)
-                for _ in range(rng.randint(1, 4))}
-
-    def value(depth):
-        roll = rng.random()
-        if depth < 3 and roll < 0.25:
-            return mapping(depth + 1)
-        if depth < 3 and roll < 0.4:
-            return [mapping(depth + 1) if rng.random() < 0.3 else scalar() for _ in range(rng.randint(0, 3))]
-        return {} if roll < 0.45 else scalar()
+    mapping = random_cassette_data(rng)
 
     edges = {  # value: whether the fast emitter writes it (else libyaml does)
         "x \ny": False, "x\n y": True, " x\ny": False, "x\ny\n": False, "x\n\ny": True, "x\ny ": False,
@@ -359,6 +366,93 @@ def test_the_fast_serializer_agrees_with_pyyaml_on_awkward_strings():
         except _NotPlain:
             pass
     assert fast > 80  # the fast path itself wrote many of these, not only the fallbacks
+
+
+def test_the_fast_reader_reads_what_pyyaml_reads_or_leaves_it_to_pyyaml():
+    """load_cassette reads what the writer writes exactly as vcrpy's loader does (types, key order),
+    and whatever it is unsure of — a hand edit, a comment, a tab — it refuses, so PyYAML decides:
+    it never reads a text otherwise than PyYAML, nor accepts one PyYAML rejects."""
+    import random
+    from pathlib import Path
+
+    import yaml
+    from vcr.serializers import yamlserializer
+
+    from pytest_ft.recording.serializer import _emit_mapping, _NotPlain, dump_cassette, load_cassette, readable_yaml
+
+    def same(a, b) -> bool:  # == says True == 1 and {"a": 1, "b": 2} == {"b": 2, "a": 1}
+        def shown(value):
+            return json.dumps(value, default=lambda x: f"{type(x).__name__}: {x}")
+
+        return shown(a) == shown(b)
+
+    def pyyaml(text, load=yamlserializer.deserialize):
+        try:
+            return load(text)
+        except yaml.YAMLError as exc:
+            return exc
+
+    examples = sorted((Path(__file__).parent.parent / "example_suites" / "cassettes").rglob("*.yaml"))
+    assert len(examples) >= 10
+    for path in examples:  # what a recording looks like: all read by the fast path
+        text = path.read_text()
+        assert same(load_cassette(text), yamlserializer.deserialize(text)), path
+
+    rng = random.Random(1616)
+    mapping = random_cassette_data(rng)
+    texts, written, read = [path.read_text() for path in examples], 0, 0  # to mutate below: texts it reads
+    for _ in range(3000):
+        data = mapping()
+        text = dump_cassette(data)
+        try:
+            _emit_mapping(data, "", [], None)
+            written += 1
+        except _NotPlain:
+            pass
+        try:
+            value = load_cassette(text)
+        except _NotPlain:
+            continue
+        read += 1
+        texts.append(text)
+        assert same(value, yamlserializer.deserialize(text)), text
+    assert read >= written > 80  # all the fast writer writes, the fast reader reads (and some libyaml wrote)
+
+    hostile = ["\n", " ", "  ", "- ", ": ", ":", "'", "#", "\t", "\r", "|", "|-", ">", "{", "}", "[", "]", "&a", "*a",
+               "!!str ", "x", "1", "0", "~", "null", "yes", "é", "😀", "\x85", "\u2028", "\ufeff", "---\n", "..."]
+    accepted = rejected = 0
+    for round_ in range(6000):
+        text = rng.choice(texts)
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(text) + 1)
+            roll = rng.random()
+            if roll < 0.45:
+                text = text[:at] + rng.choice(hostile) + text[at:]
+            elif roll < 0.8:
+                text = text[:at] + text[at + rng.randint(1, 3):]
+            else:  # a line moved in or out
+                start = text.rfind("\n", 0, at) + 1
+                text = text[:start] + ("  " if roll < 0.9 else "") + text[start + (0 if roll < 0.9 else 2):]
+        try:
+            value = load_cassette(text)
+        except _NotPlain:
+            rejected += 1
+            continue
+        accepted += 1
+        expected = pyyaml(text)
+        assert not isinstance(expected, Exception), f"accepted what PyYAML rejects ({expected}):\n{text}"
+        assert same(value, expected), text
+        assert same(readable_yaml.deserialize(text), expected)
+    assert accepted > 500 and rejected > 500  # both ways taken, many times
+    for text in ["version: 1\n# a comment\ninteractions: []\n", "a: {b: 1}\n", "a:\n    - x\n", "a: 'it''s'\n",
+                 "a: |\n  x\n", "a: |-\n   x\n  y\n", "a: b\r\n", "a: 1.5\n", "a: 017\n", "a: ~\n", "a: &x 1\nb: *x\n"]:
+        expected = pyyaml(text)  # what it reads, as it reads it, or its error
+        assert same(pyyaml(text, readable_yaml.deserialize), expected), text
+        try:
+            load_cassette(text)
+            raise AssertionError(f"the fast reader took {text!r}")
+        except _NotPlain:
+            pass
 
 
 def test_pretty_json_is_json_dumps_with_indent_2():
@@ -417,7 +511,8 @@ def test_filtering_a_response_leaves_the_one_handed_in_as_it_was():
 def test_a_saved_cassette_is_read_back_by_vcrpy_and_replayed(tmp_path):
     from vcr.serialize import deserialize
 
-    from pytest_ft.recording.cassette import CaseCassette, readable_yaml
+    from pytest_ft.recording.cassette import CaseCassette
+    from pytest_ft.recording.serializer import readable_yaml
 
     bodies = ['{"model": "m", "messages": [{"role": "user", "content": "one"}]}', '{"model": "n"}']
     _recorded_cassette(tmp_path / "a.yaml", *bodies).save(complete=True)

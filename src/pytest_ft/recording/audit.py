@@ -24,7 +24,8 @@ from typing import Any
 import yaml
 
 from ..suite import SUITE_PATTERNS, Suite, SuiteError, is_suite_file, load_suite
-from .cassette import cassette_path, readable_yaml
+from .cassette import cassette_path
+from .serializer import readable_yaml
 
 SKIPPED_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox", ".nox"}
 MAX_RECORDING_BYTES = 64 * 2**20

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
-import io
 import json
 import os
 import re
@@ -51,11 +50,10 @@ from vcr.persisters.filesystem import (
 from vcr.record_mode import RecordMode
 from vcr.request import Request as VcrRequest
 from vcr.serialize import serialize
-from vcr.serializers import yamlserializer
-from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from ..files import write_atomic
 from ..redact import redact_url, scrub
+from .serializer import readable_yaml
 
 REPLAYED_HEADER = "x-pytest-ft-replayed"
 # How long the live call took (ms, to its last byte), kept with the recording so that a replay
@@ -219,210 +217,6 @@ def filter_response(response: dict) -> dict | None:
     return {**response,
             "headers": {k: v for k, v in response["headers"].items() if k.lower() in KEPT_RESPONSE_HEADERS},
             "body": {**response["body"], "string": _readable_body(response["body"]["string"])[0]}}
-
-
-class _ReadableDumper(yamlserializer._CassetteDumper):
-    """vcrpy's safe cassette dumper, writing multi-line strings (the pretty JSON bodies) as blocks."""
-
-
-def _represent_str(dumper: yaml.Dumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_ReadableDumper.add_representer(str, _represent_str)
-
-
-_DUMP_OPTIONS = {"default_flow_style": False, "sort_keys": False, "allow_unicode": True, "width": 120}
-
-
-def _dump_slowly(data: Any) -> str:
-    """The reference: what a cassette's text is, for any data vcrpy's dumper accepts."""
-    return yaml.dump(data, Dumper=_ReadableDumper, **_DUMP_OPTIONS)
-
-
-_STR, _INT = "tag:yaml.org,2002:str", "tag:yaml.org,2002:int"
-_NULL, _BOOL = "tag:yaml.org,2002:null", "tag:yaml.org,2002:bool"
-_MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
-
-
-class _NotPlain(Exception):
-    """Data the fast path does not build nodes for (bytes, floats, an object met twice…)."""
-
-
-def _node(value: Any, seen: set[int]) -> yaml.Node:
-    """The node vcrpy's representer (with :func:`_represent_str`) makes of ``value``.
-
-    PyYAML's representer dispatches on each value's type through several Python calls and
-    tracks every object for aliases; a cassette holds only dicts, lists, strings, ints and
-    None, so the nodes are built here directly. A dict or list met twice (which the
-    representer writes as an alias) and any other type fall back to the representer.
-    """
-    kind = type(value)
-    if kind is str:
-        return ScalarNode(_STR, value, style="|" if "\n" in value else None)
-    if kind is dict:
-        if id(value) in seen:
-            raise _NotPlain
-        seen.add(id(value))
-        return MappingNode(_MAP, [(_node(k, seen), _node(v, seen)) for k, v in value.items()], flow_style=False)
-    if kind is list:
-        if id(value) in seen:
-            raise _NotPlain
-        seen.add(id(value))
-        return SequenceNode(_SEQ, [_node(v, seen) for v in value], flow_style=False)
-    if kind is int:
-        return ScalarNode(_INT, str(value))
-    if value is None:
-        return ScalarNode(_NULL, "null")
-    if kind is bool:
-        return ScalarNode(_BOOL, "true" if value else "false")
-    raise _NotPlain
-
-
-def dump_cassette(data: Any) -> str:
-    """A cassette's YAML text: byte for byte :func:`_dump_slowly`'s, several times faster.
-
-    A cassette as the recorder writes it (block mappings, short plain strings, pretty JSON
-    bodies as literal blocks) is written by :func:`_emit_mapping`, which writes what libyaml
-    would and refuses everything else; that goes through nodes built by :func:`_node` and
-    libyaml's emitter (vcrpy's dumper is ``yaml.CDumper`` where libyaml is present), and what
-    those do not cover through PyYAML's representer. vcrpy's loader reads all three the same.
-    """
-    try:
-        out: list[str] = []
-        _emit_mapping(data, "", out, None)
-        return "".join(out)
-    except _NotPlain:
-        pass
-    try:
-        node = _node(data, set())
-    except _NotPlain:
-        return _dump_slowly(data)
-    stream = io.StringIO()
-    dumper = _ReadableDumper(stream, **_DUMP_OPTIONS)
-    try:
-        dumper.open()
-        dumper.serialize(node)
-        dumper.close()
-    finally:
-        dumper.dispose()
-    return stream.getvalue()
-
-
-# What _emit_mapping writes itself. Plain: a word of safe characters (":" only inside a word,
-# never before a space; no quote, "#", "," or bracket), words apart by single spaces, starting
-# where no YAML indicator can (libyaml then chooses plain style, in a block context). Block:
-# the characters libyaml prints as they are (its IS_PRINTABLE: no tab, no C1 control, no
-# astral plane, no BOM; "\n" the only line break), no space before a line break or at the end,
-# no space or break first, no break last: libyaml then writes a literal block with "|-".
-_PLAIN_TEXT = re.compile(r"[A-Za-z0-9_/(][-A-Za-z0-9_./()=+@~;]*(?::[-A-Za-z0-9_./()=+@~;]+)*"
-                         r"(?: [-A-Za-z0-9_./()=+@~;]+(?::[-A-Za-z0-9_./()=+@~;]+)*)*")
-_NOT_BLOCK_TEXT = re.compile("[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd]")
-_NOT_BLOCK_ASCII = re.compile("[^\n\x20-\x7e]")
-_IMPLICIT = _ReadableDumper.yaml_implicit_resolvers
-_WIDTH = _DUMP_OPTIONS["width"]
-_KEYS: set[str] = set()  # keys found plain: a recording holds the same few again and again
-_PLAIN_SEEN: dict[str, str] = {}  # short strings (methods, header values, URLs) and how they are written
-
-
-def _block_text(value: str) -> bool:
-    if value[0] in " \n" or value[-1] in " \n" or " \n" in value:
-        return False
-    return not (_NOT_BLOCK_ASCII if value.isascii() else _NOT_BLOCK_TEXT).search(value)
-
-
-def _plain_key(key: Any) -> bool:
-    if key in _KEYS:
-        return True
-    if type(key) is not str or not key or " " in key or len(key) > 100 or not _PLAIN_TEXT.fullmatch(key) \
-            or any(pattern.match(key) for _, pattern in _IMPLICIT.get(key[0], ())):
-        return False
-    if len(_KEYS) < 1000:
-        _KEYS.add(key)
-    return True
-
-
-def _emit_scalar(value: Any, child: str, column: int) -> str:
-    """`` value`` and its line end as libyaml writes it after ``key:`` or ``-`` ending at
-    ``column``; ``child`` is the indentation of a block's lines. Raises :class:`_NotPlain`
-    for anything whose style it cannot be sure of."""
-    kind = type(value)
-    if kind is str:
-        if "\n" in value:
-            if not _block_text(value):
-                raise _NotPlain
-            if "\n\n" in value:  # an empty line is written empty, not indented
-                return " |-\n" + "\n".join([child + line if line else "" for line in value.split("\n")]) + "\n"
-            return " |-\n" + child + value.replace("\n", "\n" + child) + "\n"
-        if not value:
-            return " ''\n"
-        if " " in value and column + 3 + len(value) > _WIDTH:
-            raise _NotPlain  # beyond the width libyaml would fold it at a space
-        written = _PLAIN_SEEN.get(value)
-        if written is None:
-            if not _PLAIN_TEXT.fullmatch(value):
-                raise _NotPlain
-            written = f" {value}\n"
-            for _, pattern in _IMPLICIT.get(value[0], ()):
-                if pattern.match(value):  # it would read back as a number, a bool, a date…: quoted
-                    written = f" '{value}'\n"
-                    break
-            if len(value) < 200 and len(_PLAIN_SEEN) < 10000:
-                _PLAIN_SEEN[value] = written
-        return written
-    if kind is int:
-        return f" {value}\n"
-    if value is None:
-        return " null\n"
-    if kind is bool:
-        return " true\n" if value else " false\n"
-    raise _NotPlain
-
-
-def _emit_mapping(mapping: Any, indent: str, out: list[str], first: str | None) -> None:
-    """A non-empty block mapping with its keys at ``indent``; ``first`` starts the first line
-    instead (``"- "`` for a mapping that is an item of a sequence)."""
-    if type(mapping) is not dict or not mapping:
-        raise _NotPlain
-    for key, value in mapping.items():
-        if not _plain_key(key):
-            raise _NotPlain
-        out.append(f"{indent if first is None else first}{key}:")
-        first = None
-        kind = type(value)
-        if kind is dict:
-            if not value:
-                out.append(" {}\n")
-            else:
-                out.append("\n")
-                _emit_mapping(value, indent + "  ", out, None)
-        elif kind is list:
-            if not value:
-                out.append(" []\n")
-                continue
-            out.append("\n")
-            for item in value:  # a sequence in a mapping is not indented
-                if type(item) is dict:
-                    _emit_mapping(item, indent + "  ", out, indent + "- ")
-                elif type(item) is list:
-                    raise _NotPlain
-                else:
-                    out.append(f"{indent}-{_emit_scalar(item, indent + '  ', len(indent) + 1)}")
-        else:
-            out.append(_emit_scalar(value, indent + "  ", len(indent) + len(key) + 1))
-
-
-class readable_yaml:
-    """A vcrpy serializer: vcrpy's YAML format and loader, with bodies readable in code review."""
-
-    @staticmethod
-    def deserialize(cassette_string: str) -> dict:
-        return yamlserializer.deserialize(cassette_string)
-
-    @staticmethod
-    def serialize(cassette_dict: dict) -> str:
-        return dump_cassette(cassette_dict)
 
 
 def _parsed_body(request: VcrRequest) -> Any:

@@ -24,7 +24,8 @@ def recording(path: str | None, mode: str) -> Iterator[None]:
         return
     import vcr
 
-    from ..recording.cassette import filter_request, filter_response, readable_yaml
+    from ..recording.cassette import filter_request, filter_response
+    from ..recording.serializer import readable_yaml
 
     def before_record_request(request: Any) -> Any:
         return _digest_uploads(filter_request(request))
