@@ -223,6 +223,29 @@ def test_full_garbage_collections_are_rarer_while_a_run_is_open_and_restored_whe
         gc.set_threshold(*before)
 
 
+def test_a_session_with_suites_keeps_full_collections_rare_until_pytest_unconfigures(pytester, server):
+    """The summary and the reports still hold every result after the session's end: the thresholds
+    come back at pytest's unconfigure, not before (one full walk of the heap fewer)."""
+    import gc
+
+    from pytest_ft.run import heap
+
+    pytester.makeconftest("""
+        import gc
+
+        def pytest_terminal_summary(terminalreporter):
+            terminalreporter.write_line(f"thresholds at the summary: {gc.get_threshold()[2]}")
+        """)
+    (pytester.path / "s.ft.yaml").write_text(f"models: {{tuned: {TUNED}}}\ncases:\n  - {{id: a, input: 'x LABEL=L', "
+                                             "expected: L}\n")
+    before = gc.get_threshold()
+    assert before[2] < heap.FULL_COLLECTION_EVERY
+    result = pytester.runpytest("-p", "no:cacheprovider", "--ft-disable-recording")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"thresholds at the summary: {heap.FULL_COLLECTION_EVERY}"])
+    assert gc.get_threshold() == before
+
+
 def test_the_runner_holds_a_bounded_window_of_cases_and_keeps_it_full_while_pytest_waits(pytester, server,
                                                                                          monkeypatch):
     """Cases are submitted a window ahead of the one pytest reports, not all at once (a run of
@@ -263,3 +286,39 @@ def test_the_runner_holds_a_bounded_window_of_cases_and_keeps_it_full_while_pyte
     assert submitted == [f"c{i:02d}" for i in range(40)]  # each once, in order
     assert max(pending) <= 6
     assert len(server.chat_requests()) == 40 * 2
+
+
+def test_topping_up_lists_each_upcoming_case_a_bounded_number_of_times(pytester, server, monkeypatch):
+    """Each top-up lists the cases after the last one submitted, not every case left: at 100,000
+    cases, listing all that remain at every top-up made the session quadratic."""
+    from pytest_ft import items
+    from pytest_ft.run import session as session_module
+    from pytest_ft.run.runner import Runner
+
+    monkeypatch.setattr(session_module, "PREFETCH_MIN", 6)
+    monkeypatch.setattr(session_module, "PREFETCH_PER_SLOT", 1)
+    listed, submitted, top_ups = [], [], []
+    real_upcoming, real_submit = items.upcoming_cases, Runner.submit
+
+    def upcoming_cases(item, after=None):
+        first = True
+        for case in real_upcoming(item, after):
+            listed.append(case.case.id)
+            if first and after is not None:  # a top-up: does it start past what is in flight?
+                top_ups.append(case.case.id in submitted)
+            first = False
+            yield case
+
+    def submit(self, job):
+        submitted.append(job.case_id)
+        return real_submit(self, job)
+
+    monkeypatch.setattr(items, "upcoming_cases", upcoming_cases)
+    monkeypatch.setattr(Runner, "submit", submit)
+    cases = "".join(f"  - {{id: c{i:03d}, input: 'x{i} LABEL=L', expected: L}}\n" for i in range(300))
+    (pytester.path / "s.ft.yaml").write_text(f"models: {{tuned: {TUNED}}}\ncases:\n{cases}")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--ft-concurrency=2", "--ft-disable-recording")
+    result.assert_outcomes(passed=300)
+    assert submitted == [f"c{i:03d}" for i in range(300)]  # each once, in order
+    assert len(top_ups) > 20 and not any(top_ups)  # every top-up listed from the first case not submitted
+    assert len(listed) <= 2 * 300, len(listed)

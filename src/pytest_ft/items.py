@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -70,17 +71,36 @@ class FtSuiteError(pytest.Item):
         raise AssertionError("unreachable")
 
 
-def upcoming_cases(item: "FtCase") -> list["FtCase"]:
-    """The case items this process will run, starting with ``item``."""
+def upcoming_cases(item: "FtCase", after: "FtCase | None" = None) -> Iterator["FtCase"]:
+    """The case items this process will run, starting with ``item``; without xdist, those after
+    ``after`` when it comes later (the last one the session submitted: the ones before it are in
+    flight already, and a run of 100,000 cases must not list them again at every top-up)."""
     items = item.session.items
     if not hasattr(item.config, "workerinput"):
-        return [i for i in itertools.islice(items, items.index(item), None) if isinstance(i, FtCase)]
+        start = _position(item)
+        if after is not None:
+            start = max(start, _position(after) + 1)
+        return (i for i in itertools.islice(items, start, None) if isinstance(i, FtCase))
     queue = _xdist_queue(item.config)
     if queue is None:
-        return [item]
+        return iter([item])
     with queue.lock() as pending:
         indices = list(pending)
-    return [item] + [items[i] for i in indices if isinstance(i, int) and isinstance(items[i], FtCase)]
+    return iter([item] + [items[i] for i in indices if isinstance(i, int) and isinstance(items[i], FtCase)])
+
+
+_POSITIONS = pytest.StashKey[dict]()
+
+
+def _position(item: pytest.Item) -> int:
+    """``item``'s index in the session's items, without a scan of them per top-up."""
+    items = item.session.items
+    positions = item.session.stash.get(_POSITIONS, None)
+    index = positions.get(id(item), -1) if positions is not None else -1
+    if not (0 <= index < len(items) and items[index] is item):  # first asked, or the items changed since
+        positions = item.session.stash[_POSITIONS] = {id(node): i for i, node in enumerate(items)}
+        index = positions[id(item)]
+    return index
 
 
 def _xdist_queue(config: pytest.Config):
@@ -130,7 +150,7 @@ class FtCase(pytest.Item):
 
         evals: EvalSession = self.config.stash[SESSION_KEY]
         try:
-            self.result = evals.result_for(self, lambda: upcoming_cases(self))
+            self.result = evals.result_for(self, lambda after=None: upcoming_cases(self, after))
             if isinstance(self.result, Pending):
                 pytest.skip(f"submitted in batch {self.result.batch_id}; "
                             "run the same command again to collect the results")

@@ -179,6 +179,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     session.config.stash[SESSION_KEY].close()
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    evals = config.stash.get(SESSION_KEY, None)
+    if evals is not None:
+        evals.end()
+
+
 # -- fixtures --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,8 @@ in both bodies (:mod:`pytest_ft.redact`), and the file is written through
 Recording is on by default, so its cost is the speed users get (#16). Per call it costs one
 parse and one pretty-print of each body (:func:`_pretty_json`: ``json.dumps(indent=2)``'s text
 without its pure-Python encoder), no deep copies, and per case one YAML document
-(:func:`dump_cassette`: the bytes ``yaml.dump`` with vcrpy's dumper writes, several times
-faster), written on the event loop as the case ends: a thread of its own for the writing was
+(:mod:`.serializer`: the bytes ``yaml.dump`` with vcrpy's dumper writes, several times
+faster; read back likewise), written on the event loop as the case ends: a thread of its own for the writing was
 measured and lost (with the GIL, the writer's YAML competes with the requests for the same
 core, and handing the lock back and forth doubled the system time; see ``bench/README.md``).
 A case with no recording yet gets its vcrpy cassette when it first records, and a saved case's

@@ -17,6 +17,7 @@ import os
 import queue
 import time
 from pathlib import Path
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
@@ -59,7 +60,7 @@ class EvalSession:
         self._futures: dict[str, Any] = {}  # by node id: submitted, not yet reported
         self._submitted: set[str] = set()
         self._reported = 0  # results handed to pytest
-        self._expected = 0  # cases this process will run, as far as it knows
+        self._last_submitted: FtCase | None = None
         self._messages: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._planner: Planner | None = None
 
@@ -73,7 +74,7 @@ class EvalSession:
         return self._planner.plan(suite)
 
     def suite_found(self) -> None:
-        """A suite is collected: from here to the end of the session the heap holds its cases."""
+        """A suite is collected: from here to pytest's end (:meth:`end`) the heap holds its cases."""
         if self._restore_gc is None:
             self._restore_gc = fewer_full_collections()
 
@@ -107,12 +108,13 @@ class EvalSession:
                        prefer=plan.prefer,
                        cassette=cassette_path(plan.cassette_dir, plan.suite, case.id) if plan.cassette_dir else None)
 
-    def result_for(self, item: "FtCase", upcoming: Callable[[], list["FtCase"]]) -> "CaseResult | Pending":
+    def result_for(self, item: "FtCase", upcoming: Callable[..., Iterable["FtCase"]]) -> "CaseResult | Pending":
         """``item``'s result. Cases are submitted ahead of the one pytest reports, from the cases
-        ``upcoming()`` lists (those this process will run, ``item`` first): whenever fewer than
-        half of :attr:`prefetch` are unfinished in the runner, it gets up to :attr:`prefetch`
-        (a batch suite's all at once) — also while pytest waits on a slow case, until the
-        results waiting for pytest are ``BACKLOG`` prefetches."""
+        ``upcoming()`` lists (those this process will run, ``item`` first; ``upcoming(after=case)``
+        may skip those up to ``case``, submitted already): whenever fewer than half of
+        :attr:`prefetch` are unfinished in the runner, it gets up to :attr:`prefetch` (a batch
+        suite's all at once) — also while pytest waits on a slow case, until the results
+        waiting for pytest are ``BACKLOG`` prefetches."""
         if item.nodeid not in self._futures:
             self._submitted.discard(item.nodeid)  # run again (a rerun plugin): asked again
             self._submit_upcoming(item, upcoming())
@@ -124,9 +126,9 @@ class EvalSession:
             half = self.prefetch // 2
             if self.runner is not None and self.runner.pending <= half \
                     and len(self._futures) <= BACKLOG * self.prefetch - half:
-                self._submit_upcoming(item, upcoming())
+                self._submit_upcoming(item, upcoming(after=self._last_submitted))
 
-        result = self._wait(future, top_up)
+        result = self._wait(future, top_up, lambda: self._reported + sum(1 for _ in upcoming()))
         self._reported += 1
         return result[case_id] if case_id is not None else result
 
@@ -137,23 +139,26 @@ class EvalSession:
         of them (a task, a job, a result in the making each) waiting in memory."""
         return max(PREFETCH_MIN, PREFETCH_PER_SLOT * self.options.concurrency)
 
-    def _submit_upcoming(self, item: "FtCase", cases: list["FtCase"]) -> None:
+    def _submit_upcoming(self, item: "FtCase", cases: Iterable["FtCase"]) -> None:
         runner = self._runner()
-        self._expected = self._reported + len(cases)
         room = min(self.prefetch - runner.pending, BACKLOG * self.prefetch - len(self._futures))
+        cases = iter(cases)
         for case_item in cases:
             nodeid = case_item.nodeid
             if nodeid in self._submitted:
                 continue
             if case_item.plan.batch:
-                self._submit_batch(runner, [i for i in cases
+                rest = [case_item, *cases]
+                self._submit_batch(runner, [i for i in rest
                                             if i.plan is case_item.plan and i.nodeid not in self._submitted])
-            elif room > 0 or case_item is item:
-                self._futures[nodeid] = runner.submit(self.job(case_item))
-                self._submitted.add(nodeid)
-                room -= 1
-            else:
-                break
+                self._submit_upcoming(item, rest)  # the other suites' cases, as room allows
+                return
+            if room <= 0 and case_item is not item:
+                return
+            self._futures[nodeid] = runner.submit(self.job(case_item))
+            self._submitted.add(nodeid)
+            self._last_submitted = case_item
+            room -= 1
 
     def _submit_batch(self, runner: Runner, items: list["FtCase"]) -> None:
         from .batch import BatchRun
@@ -168,7 +173,7 @@ class EvalSession:
             self._futures[i.nodeid] = (future, i.case.id)
             self._submitted.add(i.nodeid)
 
-    def _wait(self, future: concurrent.futures.Future, top_up: Callable[[], None]):
+    def _wait(self, future: concurrent.futures.Future, top_up: Callable[[], None], expected: Callable[[], int]):
         """Wait for a result, topping the runner up and printing its status lines (batch progress)
         meanwhile.
 
@@ -180,7 +185,7 @@ class EvalSession:
             done, _ = concurrent.futures.wait([future], timeout=0.2)
             now = time.monotonic()
             if now - self._progress_shown >= 5 and self.show_progress and self.runner is not None:
-                self._messages.put(self.runner.progress(self._expected))
+                self._messages.put(self.runner.progress(expected()))
                 self._progress_shown = now
             self._print_messages()
             if done:
@@ -223,10 +228,17 @@ class EvalSession:
             preference=result.preference)
 
     def close(self) -> None:
+        """The cases have run: the runner's loop, connections and signal handler go."""
         if self.runner is not None:
             self.runner.close()
             self.runner = None
             self._restore_sigterm()
+
+    def end(self) -> None:
+        """pytest's end (unconfigure): the heap it held is collected as usual again. Not at the
+        session's end: the summary and the reports still hold it, and restoring the thresholds
+        there only bought one more walk of it before pytest's own collections at exit."""
+        self.close()
         if self._restore_gc is not None:
             self._restore_gc()
             self._restore_gc = None
