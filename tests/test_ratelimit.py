@@ -223,6 +223,13 @@ def test_full_garbage_collections_are_rarer_while_a_run_is_open_and_restored_whe
         gc.set_threshold(*before)
 
 
+def run_cases(pytester, count: int):
+    """A suite of ``count`` cases c000, c001…, run two requests at a time without recording."""
+    cases = "".join(f"  - {{id: c{i:03d}, input: 'x{i} LABEL=L', expected: L}}\n" for i in range(count))
+    (pytester.path / "s.ft.yaml").write_text(f"models: {{tuned: {TUNED}}}\ncases:\n{cases}")
+    return pytester.runpytest("-p", "no:cacheprovider", "--ft-concurrency=2", "--ft-disable-recording")
+
+
 def test_a_session_with_suites_keeps_full_collections_rare_until_pytest_unconfigures(pytester, server):
     """The summary and the reports still hold every result after the session's end: the thresholds
     come back at pytest's unconfigure, not before (one full walk of the heap fewer)."""
@@ -271,19 +278,16 @@ def test_the_runner_holds_a_bounded_window_of_cases_and_keeps_it_full_while_pyte
         return future
 
     async def answer(self, ref, job):
-        if job.case_id == "c00":
+        if job.case_id == "c000":
             await asyncio.get_running_loop().run_in_executor(None, twentieth.wait, 30)
             held.append(twentieth.is_set())
         return await real_answer(self, ref, job)
 
     monkeypatch.setattr(Runner, "submit", submit)
     monkeypatch.setattr(Runner, "answer", answer)
-    cases = "".join(f"  - {{id: c{i:02d}, input: 'x{i} LABEL=L', expected: L}}\n" for i in range(40))
-    (pytester.path / "s.ft.yaml").write_text(f"models: {{tuned: {TUNED}}}\ncases:\n{cases}")
-    result = pytester.runpytest("-p", "no:cacheprovider", "--ft-concurrency=2", "--ft-disable-recording")
-    result.assert_outcomes(passed=40)
+    run_cases(pytester, 40).assert_outcomes(passed=40)
     assert held == [True, True]  # the first case (both models) went on once the twentieth was submitted
-    assert submitted == [f"c{i:02d}" for i in range(40)]  # each once, in order
+    assert submitted == [f"c{i:03d}" for i in range(40)]  # each once, in order
     assert max(pending) <= 6
     assert len(server.chat_requests()) == 40 * 2
 
@@ -315,10 +319,7 @@ def test_topping_up_lists_each_upcoming_case_a_bounded_number_of_times(pytester,
 
     monkeypatch.setattr(items, "upcoming_cases", upcoming_cases)
     monkeypatch.setattr(Runner, "submit", submit)
-    cases = "".join(f"  - {{id: c{i:03d}, input: 'x{i} LABEL=L', expected: L}}\n" for i in range(300))
-    (pytester.path / "s.ft.yaml").write_text(f"models: {{tuned: {TUNED}}}\ncases:\n{cases}")
-    result = pytester.runpytest("-p", "no:cacheprovider", "--ft-concurrency=2", "--ft-disable-recording")
-    result.assert_outcomes(passed=300)
+    run_cases(pytester, 300).assert_outcomes(passed=300)
     assert submitted == [f"c{i:03d}" for i in range(300)]  # each once, in order
     assert len(top_ups) > 20 and not any(top_ups)  # every top-up listed from the first case not submitted
     assert len(listed) <= 2 * 300, len(listed)
