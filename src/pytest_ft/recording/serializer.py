@@ -62,7 +62,8 @@ _MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 
 
 class _NotPlain(Exception):
-    """Data the fast path does not build nodes for (bytes, floats, an object met twice…)."""
+    """Data the fast writer does not write (bytes, floats, an object met twice…), or text the
+    fast reader does not read: PyYAML's turn."""
 
 
 def _node(value: Any, seen: set[int]) -> yaml.Node:

@@ -16,18 +16,18 @@ import contextlib
 import os
 import queue
 import time
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
 from ..config import Options
 from ..redact import scrub
-from ..results import CaseRecord
 from ..report.baseline import BaselineError, load_baseline
 from ..report.pricing import PriceFileError, PriceTable
 from ..report.retirement import RetirementCalendar, RetirementFileError
+from ..results import CaseRecord
 from .heap import fewer_full_collections
 from .signals import interrupt_on_sigterm
 
