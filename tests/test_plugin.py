@@ -186,9 +186,14 @@ def test_cases_file_turns_each_jsonl_line_into_a_case(pytester, server):
     write(pytester, "h.ft.yaml", f"models: {{tuned: {TUNED}}}\ncases_file: heldout.jsonl\n")
     result = pytester.runpytest("-v")
     result.stdout.fnmatch_lines(["h.ft.yaml::line1 PASSED*", "h.ft.yaml::line2 PASSED*"])
-    sent = server.chat_requests(TUNED)[0]["body"]["messages"]
-    assert sent[-1]["role"] == "user"  # the expected answer is not sent
-    assert len(server.chat_requests(BASE)) == 2  # base named by the ft: id
+
+    def asked(model):  # this suite's requests: one an earlier test cut off (-x) may land late
+        inputs = {"bom LABEL=POSITIVO", "ruim LABEL=NEGATIVO"}
+        return [r["body"]["messages"] for r in server.chat_requests(model)
+                if any(m.get("content") in inputs for m in r["body"]["messages"])]
+
+    assert len(asked(TUNED)) == 2 and all(sent[-1]["role"] == "user" for sent in asked(TUNED))  # not the answer
+    assert len(asked(BASE)) == 2  # base named by the ft: id
 
 
 BAD_SUITES = {
