@@ -207,6 +207,12 @@ def on_asyncio(transport: httpx2.AsyncHTTPTransport) -> httpx2.AsyncHTTPTranspor
 OPENAI_URL = "https://api.openai.com/v1"  # the openai client's own default
 
 
+def client_base_url(base_url: str | None) -> str:
+    """The base URL the openai client uses when given ``base_url``: it, else ``OPENAI_BASE_URL``,
+    else OpenAI's."""
+    return base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
+
+
 def environment_proxy(base_url: str | None) -> str | None:
     """The proxy the environment names for ``base_url`` (``HTTPS_PROXY``, ``HTTP_PROXY``,
     ``ALL_PROXY``, any case; none for a host ``NO_PROXY`` lists), or None.
@@ -214,7 +220,7 @@ def environment_proxy(base_url: str | None) -> str | None:
     httpx reads these only when it makes its own transport; the runner makes its own (to
     record and replay), so it asks here, as the openai client's default one would have.
     """
-    url = urllib.parse.urlsplit(base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL)
+    url = urllib.parse.urlsplit(client_base_url(base_url))
     proxies = urllib.request.getproxies_environment()
     if url.hostname and urllib.request.proxy_bypass_environment(url.hostname, proxies):
         return None

@@ -23,8 +23,8 @@ import concurrent.futures
 import contextlib
 import json
 import math
-import statistics
 import os
+import statistics
 import threading
 import time
 from dataclasses import dataclass, field
@@ -52,10 +52,9 @@ from ..recording.cassette import (
 )
 from . import DEFAULT_CONCURRENCY, DEFAULT_RETRIES, DEFAULT_TIMEOUT
 from .heap import fewer_full_collections
-from .network import environment_proxy, on_asyncio
+from .network import client_base_url, environment_proxy, on_asyncio
 from .ratelimit import AdaptiveLimiter, retry_after, retry_delay
 
-OPENAI_BASE_URL = "https://api.openai.com/v1"  # the openai client's, without a base URL or OPENAI_BASE_URL
 MAX_TOKENS_PER_CALL = 100_000_000  # beyond any context window: a count above it is a broken server
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 NO_KEY = "pytest-ft-no-api-key"
@@ -387,8 +386,8 @@ class Runner:
         url = self._chat_urls.get(endpoint)
         if url is None:
             register_endpoint(endpoint)
-            base = endpoint.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL
-            url = self._chat_urls[endpoint] = f"{base.rstrip('/')}/chat/completions"
+            base = client_base_url(endpoint.base_url).rstrip("/")
+            url = self._chat_urls[endpoint] = f"{base}/chat/completions"
         return url
 
     def open_cassette(self, path: Path | None, case: str) -> CaseCassette | None:
