@@ -292,6 +292,44 @@ def test_the_runner_holds_a_bounded_window_of_cases_and_keeps_it_full_while_pyte
     assert len(server.chat_requests()) == 40 * 2
 
 
+def test_a_replay_reports_each_window_while_the_runner_is_idle(pytester, server, monkeypatch):
+    """Replaying is work for the interpreter alone: pytest reports a window of cases only once the
+    runner has finished it, so the two threads do not trade the interpreter lock at every system
+    call. A live run keeps the runner working while pytest reports (the contrast: the test fails
+    if both runs behave alike)."""
+    from pytest_ft.run import session as session_module
+
+    monkeypatch.setattr(session_module, "PREFETCH_MIN", 6)
+    monkeypatch.setattr(session_module, "PREFETCH_PER_SLOT", 1)
+    pytester.makeconftest("""
+        from pytest_ft.run.session import SESSION_KEY
+
+        PENDING = []
+
+        def pytest_runtest_call(item):
+            PENDING.append(item.config.stash[SESSION_KEY].runner.pending)
+
+        def pytest_terminal_summary(terminalreporter):
+            terminalreporter.write_line(f"pending while reporting: {PENDING}")
+        """)
+    cases = "".join(f"  - {{id: c{i:03d}, input: 'x{i} LABEL=L', expected: L}}\n" for i in range(40))
+    (pytester.path / "s.ft.yaml").write_text(f"models: {{tuned: {TUNED}}}\ncases:\n{cases}")
+
+    def pending_while_reporting(*args: str) -> list[int]:
+        result = pytester.runpytest("-p", "no:cacheprovider", "--ft-concurrency=2", *args)
+        result.assert_outcomes(passed=40)
+        line = next(line for line in result.outlines if line.startswith("pending while reporting: "))
+        return [int(n) for n in line.split(": ", 1)[1].strip("[]").split(", ")]
+
+    live = pending_while_reporting()
+    assert len(live) == 40 and max(live) > 0
+    assert len(server.chat_requests()) == 40 * 2  # the tuned model and its base
+    server.reset()
+    replayed = pending_while_reporting("--ft-record-mode=none")
+    assert replayed == [0] * 40
+    assert server.chat_requests() == []
+
+
 def test_topping_up_lists_each_upcoming_case_a_bounded_number_of_times(pytester, server, monkeypatch):
     """Each top-up lists the cases after the last one submitted, not every case left: at 100,000
     cases, listing all that remain at every top-up made the session quadratic."""

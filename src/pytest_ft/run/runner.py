@@ -300,6 +300,7 @@ class Runner:
         self.limiter: AdaptiveLimiter | None = None  # made on the loop, where it waits
         self.cases_done = 0
         self.tokens = 0
+        self.requests_sent = 0  # over the network (attempts): none yet means the runner only replays
         self._thread = threading.Thread(target=self._loop.run_forever, name="pytest-ft-runner", daemon=True)
         self._thread.start()
         self._futures: set[concurrent.futures.Future] = set()
@@ -452,6 +453,7 @@ class Runner:
         attempt = 0
         while True:
             generation = await self.limiter.acquire(tokens)
+            self.requests_sent += 1
             outcome: dict[str, Any] = {"ok": False}
             try:
                 async with shards.least_busy() as client, asyncio.timeout(self.timeout):
@@ -542,6 +544,12 @@ class Runner:
     def pending(self) -> int:
         """Cases (and other work) submitted and not finished."""
         return len(self._futures)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for everything submitted to finish; whether it has."""
+        if not self._futures:
+            return True
+        return not concurrent.futures.wait(list(self._futures), timeout=timeout)[1]
 
     def progress(self, total: int) -> str:
         """One line on how the run goes: for a terminal while pytest waits on a case."""

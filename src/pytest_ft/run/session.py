@@ -124,8 +124,13 @@ class EvalSession:
 
         def top_up() -> None:  # by half a window or more: listing the upcoming cases is not free
             half = self.prefetch // 2
-            if self.runner is not None and self.runner.pending <= half \
-                    and len(self._futures) <= BACKLOG * self.prefetch - half:
+            if self.runner is None:
+                return
+            if self.runner.requests_sent == 0:  # replaying: a window at a time, see _wait
+                wanted = self.runner.pending == 0 and not self._futures
+            else:
+                wanted = self.runner.pending <= half and len(self._futures) <= BACKLOG * self.prefetch - half
+            if wanted:
                 self._submit_upcoming(item, upcoming(after=self._last_submitted))
 
         result = self._wait(future, top_up, lambda: self._reported + sum(1 for _ in upcoming()))
@@ -177,12 +182,23 @@ class EvalSession:
         """Wait for a result, topping the runner up and printing its status lines (batch progress)
         meanwhile.
 
+        While the runner has sent no request (it replays), pytest waits for it to finish its whole
+        window before reporting: replaying is work for the interpreter alone, and when both
+        threads have work the interpreter lock changes hands at every system call either makes
+        (pytest's output capture makes several per test), which cost a 10,000-case replay more
+        than a tenth of its time. A runner that waits on the network leaves the lock free, so
+        pytest reports each result as it comes.
+
         On a terminal, every few seconds a line also says how the whole run is going; CI logs
         (no terminal, or ``CI`` set) stay quiet.
         """
         while True:
             top_up()
-            done, _ = concurrent.futures.wait([future], timeout=0.2)
+            runner = self.runner
+            if runner is not None and runner.requests_sent == 0:
+                done = runner.drain(timeout=0.2) and future.done()
+            else:
+                done = future.done() or bool(concurrent.futures.wait([future], timeout=0.2)[0])
             now = time.monotonic()
             if now - self._progress_shown >= 5 and self.show_progress and self.runner is not None:
                 self._messages.put(self.runner.progress(expected()))
