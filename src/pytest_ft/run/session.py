@@ -114,7 +114,8 @@ class EvalSession:
         may skip those up to ``case``, submitted already): whenever fewer than half of
         :attr:`prefetch` are unfinished in the runner, it gets up to :attr:`prefetch` (a batch
         suite's all at once) — also while pytest waits on a slow case, until the results
-        waiting for pytest are ``BACKLOG`` prefetches."""
+        waiting for pytest are ``BACKLOG`` prefetches. While the runner only replays, it gets
+        the next window once pytest has reported the last (see :meth:`_wait`)."""
         if item.nodeid not in self._futures:
             self._submitted.discard(item.nodeid)  # run again (a rerun plugin): asked again
             self._submit_upcoming(item, upcoming())
