@@ -223,11 +223,12 @@ def test_full_garbage_collections_are_rarer_while_a_run_is_open_and_restored_whe
         gc.set_threshold(*before)
 
 
-def run_cases(pytester, count: int):
-    """A suite of ``count`` cases c000, c001…, run two requests at a time without recording."""
+def run_cases(pytester, count: int, *args: str):
+    """A suite of ``count`` cases c000, c001…, run two requests at a time (without recording,
+    unless ``args`` say otherwise)."""
     cases = "".join(f"  - {{id: c{i:03d}, input: 'x{i} LABEL=L', expected: L}}\n" for i in range(count))
     (pytester.path / "s.ft.yaml").write_text(f"models: {{tuned: {TUNED}}}\ncases:\n{cases}")
-    return pytester.runpytest("-p", "no:cacheprovider", "--ft-concurrency=2", "--ft-disable-recording")
+    return pytester.runpytest("-p", "no:cacheprovider", "--ft-concurrency=2", *(args or ["--ft-disable-recording"]))
 
 
 def test_a_session_with_suites_keeps_full_collections_rare_until_pytest_unconfigures(pytester, server):
@@ -328,6 +329,46 @@ def test_a_replay_reports_each_window_while_the_runner_is_idle(pytester, server,
     replayed = pending_while_reporting("--ft-record-mode=none")
     assert replayed == [0] * 40
     assert server.chat_requests() == []
+
+
+def test_a_replay_window_is_handed_over_before_the_runner_starts_on_it(pytester, server, monkeypatch):
+    """The loop is held while pytest's thread submits a replay's window (else it starts on the
+    first case while the rest are handed over, and the threads trade the interpreter lock): each
+    window's cases are all submitted before any of them starts. Submitting is slowed down here,
+    so that without the hold the runner would start in between."""
+    import re
+
+    from pytest_ft.run import session as session_module
+    from pytest_ft.run.runner import Runner
+    from pytest_ft.run.session import EvalSession
+
+    monkeypatch.setattr(session_module, "PREFETCH_MIN", 6)
+    monkeypatch.setattr(session_module, "PREFETCH_PER_SLOT", 1)
+    run_cases(pytester, 40, "--ft-cassette-dir=cassettes").assert_outcomes(passed=40)
+    events = []
+    real_submit, real_run_case, real_job = Runner.submit, Runner.run_case, EvalSession.job
+
+    def submit(self, job):
+        events.append("s")
+        return real_submit(self, job)
+
+    async def run_case(self, job):
+        events.append("t")
+        return await real_run_case(self, job)
+
+    def job(self, item):
+        time.sleep(0.002)
+        return real_job(self, item)
+
+    monkeypatch.setattr(Runner, "submit", submit)
+    monkeypatch.setattr(Runner, "run_case", run_case)
+    monkeypatch.setattr(EvalSession, "job", job)
+    server.reset()
+    run_cases(pytester, 40, "--ft-cassette-dir=cassettes", "--ft-record-mode=none").assert_outcomes(passed=40)
+    assert server.chat_requests() == []
+    windows = re.findall(r"(s+)(t+)", "".join(events))
+    assert "".join(s + t for s, t in windows) == "".join(events)
+    assert [(len(s), len(t)) for s, t in windows] == [(6, 6)] * 6 + [(4, 4)]
 
 
 def test_topping_up_lists_each_upcoming_case_a_bounded_number_of_times(pytester, server, monkeypatch):

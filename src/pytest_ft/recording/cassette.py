@@ -450,14 +450,15 @@ class RecordingTransport(httpx2.AsyncBaseTransport):
 
 
 def cassette_path(cassette_dir: Path, suite: str, case_id: str) -> Path:
-    return cassette_dir / _safe_name(suite) / f"{_safe_name(case_id)}.yaml"
+    return cassette_dir.joinpath(_safe_name(suite), f"{_safe_name(case_id)}.yaml")
 
 
 MAX_NAME = 200  # file systems allow 255 bytes a name; ".yaml" and a temporary file's affixes come on top
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def _safe_name(name: str) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "_"
+    cleaned = _UNSAFE.sub("_", name).strip("._") or "_"
     if len(cleaned) > MAX_NAME:  # a long parametrized test name: cut, and keep it apart by a hash of the whole
         cleaned = f"{cleaned[:MAX_NAME - 13]}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"
     return cleaned

@@ -37,7 +37,7 @@ class SuitePlan:
     agreement: Any = None  # the grader of agreement with the reference (None: each case's grader)
     prefer: dict | None = None  # a pairwise judgement per case: {roles, rubric, model, include_expected}
 
-    @property
+    @functools.cached_property
     def reference(self) -> str | None:
         """The role of the model being replaced, when the suite has one."""
         return REFERENCE if any(ref.role == REFERENCE for ref in self.models) else None

@@ -322,6 +322,18 @@ class Runner:
         future.add_done_callback(self._futures.discard)
         return future
 
+    @contextlib.contextmanager
+    def paused(self):
+        """Hold the loop while pytest's thread hands it many cases at once: else it starts on
+        the first while the others are handed over, and the two threads trade the interpreter
+        lock at every step of both."""
+        resume = threading.Event()
+        self._loop.call_soon_threadsafe(resume.wait)
+        try:
+            yield
+        finally:
+            resume.set()
+
     def complete_sync(self, ref: ModelRef, messages: list[dict], params: Mapping[str, Any],
                       case_cassette: CaseCassette | None = None) -> Answer:
         """One call from pytest's thread (the ``ft_complete`` fixture), saved as soon as it returns."""

@@ -147,6 +147,13 @@ class EvalSession:
 
     def _submit_upcoming(self, item: "FtCase", cases: Iterable["FtCase"]) -> None:
         runner = self._runner()
+        if runner.requests_sent == 0 and runner.pending == 0:  # a replay's next window: see _wait
+            with runner.paused():
+                self._submit_window(runner, item, cases)
+        else:
+            self._submit_window(runner, item, cases)
+
+    def _submit_window(self, runner: Runner, item: "FtCase", cases: Iterable["FtCase"]) -> None:
         room = min(self.prefetch - runner.pending, BACKLOG * self.prefetch - len(self._futures))
         cases = iter(cases)
         for case_item in cases:
@@ -157,7 +164,7 @@ class EvalSession:
                 rest = [case_item, *cases]
                 self._submit_batch(runner, [i for i in rest
                                             if i.plan is case_item.plan and i.nodeid not in self._submitted])
-                self._submit_upcoming(item, rest)  # the other suites' cases, as room allows
+                self._submit_window(runner, item, rest)  # the other suites' cases, as room allows
                 return
             if room <= 0 and case_item is not item:
                 return
