@@ -402,3 +402,29 @@ def test_topping_up_lists_each_upcoming_case_a_bounded_number_of_times(pytester,
     assert submitted == [f"c{i:03d}" for i in range(300)]  # each once, in order
     assert len(top_ups) > 20 and not any(top_ups)  # every top-up listed from the first case not submitted
     assert len(listed) <= 2 * 300, len(listed)
+
+
+def test_settle_takes_what_is_ready_at_once_and_awaits_the_rest_together():
+    """A case's answers and grades: what needs no I/O is taken at once (no task of its own),
+    the rest is awaited concurrently; each failure stands in its item's place, in order."""
+    from pytest_ft.run.runner import settle
+
+    started = []
+
+    def at_once(item):
+        if item == "bad":
+            raise KeyError(item)
+        return None if item in ("call", "failing call") else f"{item}, at once"
+
+    async def later(item):
+        started.append(item)
+        while len(started) < 2:  # each waits for the other to start: awaited one by one, this never ends
+            await asyncio.sleep(0)
+        if item == "failing call":
+            raise ValueError(item)
+        return f"{item}, awaited"
+
+    results = asyncio.run(asyncio.wait_for(settle(["replayed", "call", "bad", "failing call"], at_once, later), 5))
+    assert results[:2] == ["replayed, at once", "call, awaited"]
+    assert isinstance(results[2], KeyError) and isinstance(results[3], ValueError)
+    assert started == ["call", "failing call"]

@@ -29,7 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping
 
 import httpx2
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     import openai
 
 from .. import redact
-from ..graders import GradeContext, GraderError
+from ..graders import Grade, GradeContext, GraderError, SyncGrader
 from ..graders.prefer import prefer
 from ..messages import answer_text, content_text, tool_calls
 from ..recording.cassette import (
@@ -411,16 +411,10 @@ class Runner:
     async def complete(self, ref: ModelRef, messages: list[dict], params: Mapping[str, Any]) -> Answer:
         """One chat completion, retried on transient failures; raises :class:`ApiError`."""
         body = chat_body(ref, messages, params)
+        recorded = self.recorded_answer(ref, body)
+        if recorded is not None:
+            return recorded
         case_cassette = current_cassette.get()
-        if case_cassette is not None:
-            recorded = case_cassette.play_json(self._chat_url(ref.endpoint), body)
-            if recorded is not None:
-                try:
-                    data = json.loads(recorded["body"]["string"])
-                except (ValueError, TypeError, KeyError) as exc:
-                    raise ApiError(f"{ref.role} model {ref.model!r}: the recording {case_cassette.path} holds an "
-                                   f"answer that is not JSON ({exc}); re-record it with --ft-record-mode=all") from None
-                return self._answer(ref, data, replayed=True, latency_ms=recorded_latency(recorded["headers"]))
         # The client's documented raw-request path: auth, base URL, headers and error
         # mapping as usual, without building typed models we would not use.
         response = await self.request(
@@ -440,10 +434,31 @@ class Runner:
                 case_cassette.discard(response)  # never replay an answer that could not be read
             raise
 
+    def recorded_answer(self, ref: ModelRef, body: dict) -> Answer | None:
+        """The answer to ``body`` the current case's recording holds (now played), or None."""
+        case_cassette = current_cassette.get()
+        if case_cassette is None:
+            return None
+        recorded = case_cassette.play_json(self._chat_url(ref.endpoint), body)
+        if recorded is None:
+            return None
+        try:
+            data = json.loads(recorded["body"]["string"])
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ApiError(f"{ref.role} model {ref.model!r}: the recording {case_cassette.path} holds an "
+                           f"answer that is not JSON ({exc}); re-record it with --ft-record-mode=all") from None
+        return self._answer(ref, data, replayed=True, latency_ms=recorded_latency(recorded["headers"]))
+
     async def answer(self, ref: ModelRef, job: CaseJob) -> Answer:
-        """``ref``'s answer to the case: a call, or its frozen answer when ``ref`` answers from a file."""
+        """``ref``'s answer to the case: its frozen answer when it answers from a file, else the
+        recorded one, else a call."""
+        return self.answer_at_once(ref, job) or await self.complete(ref, job.messages, job.params)
+
+    def answer_at_once(self, ref: ModelRef, job: CaseJob) -> Answer | None:
+        """``ref``'s answer to the case when it takes no call — its frozen answer, or the one
+        recorded — else None."""
         if ref.answers is None:
-            return await self.complete(ref, job.messages, job.params)
+            return self.recorded_answer(ref, chat_body(ref, job.messages, job.params))
         frozen = ref.answers.by_prompt(job.messages) or ref.answers.by_id(job.case_id)
         if frozen is None:
             raise ApiError(f"{ref.role} model {ref.model!r}: no frozen answer to case {job.case_id!r} in "
@@ -521,8 +536,8 @@ class Runner:
         try:
             case_cassette = self.open_cassette(job.cassette, job.case_id)
             current_cassette.set(case_cassette)  # this task's context: every request below uses it
-            answers = await asyncio.gather(*(self.answer(ref, job) for ref in job.models for _ in range(job.repeat)),
-                                           return_exceptions=True)
+            answers = await settle([ref for ref in job.models for _ in range(job.repeat)],
+                                   lambda ref: self.answer_at_once(ref, job), lambda ref: self.answer(ref, job))
             for number, ref in enumerate(job.models):
                 record_answers(result.models[ref.role], answers[number * job.repeat:(number + 1) * job.repeat])
             judge = self._judge_for(job, result)
@@ -690,14 +705,25 @@ async def grade_case(job: CaseJob, result: CaseResult, judge) -> None:
         if standard is not None and outcome is not reference and (job.labelled or job.agreement is not None):
             work.append((outcome, None, job.agreement or job.grader, standard, True))
 
-    def graded(outcome: ModelOutcome, sample: dict | None):
-        """What a grader reads of an answer: its text, and its tool calls in the context."""
-        chosen = sample or next((s for s in outcome.samples if s["output"] == outcome.output), outcome.samples[0])
-        return chosen["text"], GradeContext(messages=job.messages, judge=judge, tool_calls=chosen["tool_calls"],
-                                            tools=tools)
+    def graded(outcome: ModelOutcome, sample: dict | None) -> dict:
+        """The sample a grader reads: the one given, or for agreement the answer that stands."""
+        return sample or next((s for s in outcome.samples if s["output"] == outcome.output), outcome.samples[0])
 
-    grades = await asyncio.gather(*(_grade(grader, *graded(outcome, sample), want, check=from_reference)
-                                    for outcome, sample, grader, want, from_reference in work), return_exceptions=True)
+    def grade_at_once(item) -> Grade | None:  # a grader that needs no I/O reads the text alone
+        outcome, sample, grader, expected, from_reference = item
+        if not isinstance(grader, SyncGrader):
+            return None
+        _check_expected(grader, expected, from_reference)
+        return grader.grade(graded(outcome, sample)["text"], expected)
+
+    async def grade(item) -> Grade:  # any other also gets the conversation, the judge, the tool calls
+        outcome, sample, grader, expected, from_reference = item
+        _check_expected(grader, expected, from_reference)
+        chosen = graded(outcome, sample)
+        context = GradeContext(messages=job.messages, judge=judge, tool_calls=chosen["tool_calls"], tools=tools)
+        return await grader(chosen["text"], expected, context)
+
+    grades = await settle(work, grade_at_once, grade)
     for (outcome, sample, *_), grade in zip(work, grades):
         if isinstance(grade, ApiError):
             outcome.error = outcome.error or f"judge: {grade}"
@@ -743,10 +769,28 @@ class Unscorable(Exception):
     """The reference's answer is not something the grader can take as an expected answer."""
 
 
-async def _grade(grader, output: str, context: GradeContext, expected: Any, *, check: bool):
+def _check_expected(grader, expected: Any, check: bool) -> None:
     if check:
         try:
             grader.check_expected(expected)
         except GraderError as exc:
             raise Unscorable(f"the reference's answer cannot be graded against: {exc}") from None
-    return await grader(output, expected, context)
+
+
+async def settle(items: list, at_once: Callable[[Any], Any], later: Callable[[Any], Awaitable[Any]]) -> list:
+    """Each item's result, or the exception that took its place, in order (as
+    ``asyncio.gather(..., return_exceptions=True)``): ``at_once(item)``, or where that is None,
+    ``await later(item)`` — those awaited together. What needs no I/O (a replayed answer, a
+    grader that computes) then costs no task: a replayed case's answers and grades took four."""
+    results: list = []
+    for item in items:
+        try:
+            results.append(at_once(item))
+        except Exception as exc:
+            results.append(exc)
+    waiting = [i for i, result in enumerate(results) if result is None]
+    if waiting:
+        done = await asyncio.gather(*(later(items[i]) for i in waiting), return_exceptions=True)
+        for i, result in zip(waiting, done):
+            results[i] = result
+    return results
