@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -172,10 +171,13 @@ def timed_process(args: list[str], env: dict, cwd: Path, log: Path) -> tuple[flo
 
 
 def run_pytest(suite: Path, url: str, concurrency: int, record: bool, workers: int, src: str | None,
-               gc_freeze: bool = False, gc_threshold: str | None = None) -> dict:
-    """One pytest-ft run of the suite (recording on, in a fresh cassette folder, or off)."""
+               recordings: Path, gc_freeze: bool = False, gc_threshold: str | None = None) -> dict:
+    """One pytest-ft run of the suite (recording on, in a fresh cassette folder under
+    ``recordings``, or off). The folders are deleted once every run is done: 10,000 files
+    deleted just before a run made creating its files several times slower here (ext4 mounted
+    with ``discard``), which penalised whichever row came next."""
     work = suite.parent
-    cassettes = work / f"cassettes-{time.monotonic_ns()}"  # fresh: every call is recorded
+    cassettes = recordings / f"cassettes-{time.monotonic_ns()}"  # fresh: every call is recorded
     timing = work / "timing.json"
     timing.unlink(missing_ok=True)
     (work / "report.json").unlink(missing_ok=True)
@@ -207,7 +209,6 @@ def run_pytest(suite: Path, url: str, concurrency: int, record: bool, workers: i
         out.update(json.loads(timing.read_text()))
     if record:
         out["cassettes"] = sum(1 for _ in cassettes.rglob("*.yaml")) if cassettes.exists() else 0
-        shutil.rmtree(cassettes, ignore_errors=True)
     return out
 
 
@@ -283,8 +284,8 @@ def one_run(args: argparse.Namespace, runner: str, src_label: str | None, src: s
     load = round(os.getloadavg()[0], 2)
     try:
         if runner in ("record", "off"):
-            result = run_pytest(suite, url, concurrency, runner == "record", args.workers, src, args.gc_freeze,
-                                args.gc_threshold)
+            result = run_pytest(suite, url, concurrency, runner == "record", args.workers, src, args.recordings,
+                                args.gc_freeze, args.gc_threshold)
             name = f"pytest-ft[{src_label}]" if src_label else "pytest-ft"
             name += " record" if runner == "record" else " off"
         elif runner == "bare":
@@ -394,18 +395,21 @@ def main() -> None:
     to_stdout = args.json == "-"
 
     rows: list[dict] = []
-    for cases, concurrency in sizes:
-        with tempfile.TemporaryDirectory() as tmp:
-            suite = write_suite(Path(tmp), cases)
-            plan = [(r, label, src) for r in runners for label, src in (trees if r in ("record", "off") else [(None, None)])]
-            runs: dict[tuple, list[dict]] = {}
-            for _ in range(args.repeat):
-                for runner, label, src in plan:
-                    line = one_run(args, runner, label, src, cases, concurrency, suite)
-                    runs.setdefault((runner, label), []).append(line)
-                    if not to_stdout:
-                        print(json.dumps(line), flush=True)
-            rows += [median_row(runs[(runner, label)]) for runner, label, _ in plan]
+    with tempfile.TemporaryDirectory(prefix="ft-bench-recordings-") as recordings:
+        args.recordings = Path(recordings)
+        for cases, concurrency in sizes:
+            with tempfile.TemporaryDirectory() as tmp:
+                suite = write_suite(Path(tmp), cases)
+                plan = [(r, label, src) for r in runners
+                        for label, src in (trees if r in ("record", "off") else [(None, None)])]
+                runs: dict[tuple, list[dict]] = {}
+                for _ in range(args.repeat):
+                    for runner, label, src in plan:
+                        line = one_run(args, runner, label, src, cases, concurrency, suite)
+                        runs.setdefault((runner, label), []).append(line)
+                        if not to_stdout:
+                            print(json.dumps(line), flush=True)
+                rows += [median_row(runs[(runner, label)]) for runner, label, _ in plan]
     document = {"latency_ms": args.latency_ms, "cpus": os.cpu_count(), "python": sys.version.split()[0],
                 "rows": rows}
     if to_stdout:
