@@ -328,8 +328,8 @@ class Runner:
         the first while the others are handed over, and the two threads trade the interpreter
         lock at every step of both."""
         resume = threading.Event()
-        self._loop.call_soon_threadsafe(resume.wait)
-        try:
+        try:  # (set, whatever happens: a loop left waiting would never close)
+            self._loop.call_soon_threadsafe(resume.wait)
             yield
         finally:
             resume.set()
