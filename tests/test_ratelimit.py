@@ -268,7 +268,7 @@ def test_the_runner_holds_a_bounded_window_of_cases_and_keeps_it_full_while_pyte
     monkeypatch.setattr(session_module, "PREFETCH_MIN", 6)
     monkeypatch.setattr(session_module, "PREFETCH_PER_SLOT", 1)
     twentieth, submitted, pending, held = threading.Event(), [], [], []
-    real_submit, real_answer = Runner.submit, Runner.answer
+    real_submit, real_answer = Runner.submit, Runner.call_answer
 
     def submit(self, job):
         future = real_submit(self, job)
@@ -285,7 +285,7 @@ def test_the_runner_holds_a_bounded_window_of_cases_and_keeps_it_full_while_pyte
         return await real_answer(self, ref, job)
 
     monkeypatch.setattr(Runner, "submit", submit)
-    monkeypatch.setattr(Runner, "answer", answer)
+    monkeypatch.setattr(Runner, "call_answer", answer)
     run_cases(pytester, 40).assert_outcomes(passed=40)
     assert held == [True, True]  # the first case (both models) went on once the twentieth was submitted
     assert submitted == [f"c{i:03d}" for i in range(40)]  # each once, in order

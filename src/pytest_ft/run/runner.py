@@ -411,9 +411,10 @@ class Runner:
     async def complete(self, ref: ModelRef, messages: list[dict], params: Mapping[str, Any]) -> Answer:
         """One chat completion, retried on transient failures; raises :class:`ApiError`."""
         body = chat_body(ref, messages, params)
-        recorded = self.recorded_answer(ref, body)
-        if recorded is not None:
-            return recorded
+        return self.recorded_answer(ref, body) or await self.call(ref, body)
+
+    async def call(self, ref: ModelRef, body: dict) -> Answer:
+        """``body`` sent to ``ref``'s endpoint (and recorded, in a case that records)."""
         case_cassette = current_cassette.get()
         # The client's documented raw-request path: auth, base URL, headers and error
         # mapping as usual, without building typed models we would not use.
@@ -449,10 +450,9 @@ class Runner:
                            f"answer that is not JSON ({exc}); re-record it with --ft-record-mode=all") from None
         return self._answer(ref, data, replayed=True, latency_ms=recorded_latency(recorded["headers"]))
 
-    async def answer(self, ref: ModelRef, job: CaseJob) -> Answer:
-        """``ref``'s answer to the case: its frozen answer when it answers from a file, else the
-        recorded one, else a call."""
-        return self.answer_at_once(ref, job) or await self.complete(ref, job.messages, job.params)
+    async def call_answer(self, ref: ModelRef, job: CaseJob) -> Answer:
+        """``ref``'s answer to the case by a call: where :meth:`answer_at_once` has none."""
+        return await self.call(ref, chat_body(ref, job.messages, job.params))
 
     def answer_at_once(self, ref: ModelRef, job: CaseJob) -> Answer | None:
         """``ref``'s answer to the case when it takes no call — its frozen answer, or the one
@@ -537,7 +537,7 @@ class Runner:
             case_cassette = self.open_cassette(job.cassette, job.case_id)
             current_cassette.set(case_cassette)  # this task's context: every request below uses it
             answers = await settle([ref for ref in job.models for _ in range(job.repeat)],
-                                   lambda ref: self.answer_at_once(ref, job), lambda ref: self.answer(ref, job))
+                                   lambda ref: self.answer_at_once(ref, job), lambda ref: self.call_answer(ref, job))
             for number, ref in enumerate(job.models):
                 record_answers(result.models[ref.role], answers[number * job.repeat:(number + 1) * job.repeat])
             judge = self._judge_for(job, result)
